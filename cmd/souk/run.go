@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/souk-shop/souk/internal/system"
+	"github.com/souk-shop/souk/platform/server"
+	"github.com/souk-shop/souk/platform/telemetry"
+	"github.com/souk-shop/souk/services/gateway"
+)
+
+// cli is the command line. Every flag can also be set from the environment
+// as SOUK_<FLAG>, e.g. SOUK_DB or SOUK_LOG_FORMAT.
+type cli struct {
+	LogFormat string `default:"text" enum:"text,json" help:"Log format: text for a terminal, json for a log pipeline."`
+	LogLevel  string `default:"info" enum:"debug,info,warn,error" help:"Lowest level logged."`
+
+	Up      upCmd      `cmd:"" help:"Run the whole shop in one process: embedded NATS, a SQLite file per service, every service and the gateway."`
+	Serve   serveCmd   `cmd:"" help:"Run one service, or the gateway, as its own process against an external NATS."`
+	Migrate migrateCmd `cmd:"" help:"Apply a service's database migrations and exit."`
+}
+
+type upCmd struct {
+	Data        string        `default:".souk" help:"Directory for the SQLite files and the embedded NATS's JetStream files."`
+	GatewayAddr string        `default:"127.0.0.1:8080" help:"Where the gateway listens."`
+	UsersAddr   string        `default:"127.0.0.1:5001" help:"Where the users service listens."`
+	CatalogAddr string        `default:"127.0.0.1:5002" help:"Where the catalog service listens."`
+	NATSListen  string        `name:"nats-listen" default:"127.0.0.1:4223" help:"Where the embedded NATS accepts other processes (empty: in-process only). Not 4222, so it never clashes with a NATS you already run."`
+	Timeout     time.Duration `default:"5s" help:"Gateway: how long a forwarded request may take."`
+}
+
+type serveCmd struct {
+	Service     string        `arg:"" enum:"users,catalog,gateway" help:"What to run: users, catalog or gateway."`
+	Addr        string        `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: users 5001, catalog 5002, gateway 8080)."`
+	Advertise   string        `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
+	NATS        string        `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster."`
+	DB          string        `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
+	Data        string        `default:".souk" help:"Directory for the default SQLite file."`
+	Timeout     time.Duration `default:"5s" help:"Gateway: how long a forwarded request may take."`
+	RegistryTTL time.Duration `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
+}
+
+type migrateCmd struct {
+	Service string `arg:"" enum:"users,catalog" help:"Whose migrations to apply: users or catalog."`
+	DB      string `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
+	Data    string `default:".souk" help:"Directory for the default SQLite file."`
+}
+
+// exit is panicked by kong's Exit hook (after --help, say) so that run
+// returns instead of the process exiting.
+type exit int
+
+// run is the whole program; main only supplies the process's context,
+// arguments, environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) (code int) {
+	start := time.Now()
+	var c cli
+	parser, err := kong.New(&c,
+		kong.Name("souk"),
+		kong.Description("Souk: an online shop's backend as microservices. Every flag can be set as SOUK_<FLAG> in the environment."),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(exit(code)) }),
+		kong.Resolvers(envResolver(getenv)),
+		kong.UsageOnError(),
+	)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			c, ok := v.(exit)
+			if !ok {
+				panic(v)
+			}
+			code = int(c)
+		}
+	}()
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		parser.Errorf("%s", err)
+		return 2
+	}
+	log, err := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	switch kctx.Command() {
+	case "up":
+		err = c.Up.run(ctx, start, stdout, log)
+	case "serve <service>":
+		err = c.Serve.run(ctx, stdout, log)
+	case "migrate <service>":
+		db := c.Migrate.DB
+		if db == "" {
+			db = filepath.Join(c.Migrate.Data, c.Migrate.Service+".db")
+		}
+		err = system.Migrate(ctx, c.Migrate.Service, db, log)
+		if err == nil {
+			fmt.Fprintf(stdout, "%s: migrations applied to %s\n", c.Migrate.Service, db)
+		}
+	default:
+		err = fmt.Errorf("unknown command %q", kctx.Command())
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "souk:", err)
+		return 1
+	}
+	return 0
+}
+
+// envResolver reads flag --foo-bar from SOUK_FOO_BAR.
+func envResolver(getenv func(string) string) kong.Resolver {
+	return kong.ResolverFunc(func(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
+		name := "SOUK_" + strings.ToUpper(strings.ReplaceAll(flag.Name, "-", "_"))
+		if v := getenv(name); v != "" {
+			return v, nil
+		}
+		return nil, nil
+	})
+}
+
+func (u *upCmd) run(ctx context.Context, start time.Time, stdout io.Writer, log *slog.Logger) error {
+	addrs := map[string]string{"users": u.UsersAddr, "catalog": u.CatalogAddr}
+	cfg := system.Config{
+		NATSListen: u.NATSListen,
+		DataDir:    u.Data,
+		Gateway:    &system.GatewayConfig{Addr: u.GatewayAddr, Timeout: u.Timeout, Routes: gateway.DefaultRoutes},
+		Server:     server.DefaultConfig(),
+	}
+	for _, name := range system.ServiceNames() {
+		cfg.Services = append(cfg.Services, system.ServiceConfig{
+			Name: name, Addr: addrs[name], DB: filepath.Join(u.Data, name+".db"),
+		})
+	}
+	sys, err := system.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "souk is up in %s\n", time.Since(start).Round(time.Millisecond))
+	for _, name := range append([]string{gateway.Name}, system.ServiceNames()...) {
+		fmt.Fprintf(stdout, "  %-8s %s\n", name, sys.URLs[name])
+	}
+	if sys.NATSURL != "" {
+		fmt.Fprintf(stdout, "  %-8s %s\n", "nats", sys.NATSURL)
+	}
+	fmt.Fprintf(stdout, "  %-8s %s\n", "data", u.Data)
+	fmt.Fprintln(stdout, "Try: curl -s -XPOST "+sys.URLs[gateway.Name]+`/api/users -d '{"name":"Ada","email":"ada@example.com"}'`)
+	return wait(ctx, sys, stdout)
+}
+
+func (s *serveCmd) run(ctx context.Context, stdout io.Writer, log *slog.Logger) error {
+	addr := s.Addr
+	if addr == "" {
+		addr = system.DefaultAddr(s.Service)
+	}
+	cfg := system.Config{NATS: s.NATS, RegistryTTL: s.RegistryTTL, Server: server.DefaultConfig()}
+	if s.Service == gateway.Name {
+		cfg.Gateway = &system.GatewayConfig{Addr: addr, Timeout: s.Timeout, Routes: gateway.DefaultRoutes}
+	} else {
+		db := s.DB
+		if db == "" {
+			db = filepath.Join(s.Data, s.Service+".db")
+		}
+		cfg.Services = []system.ServiceConfig{{Name: s.Service, Addr: addr, Advertise: s.Advertise, DB: db}}
+	}
+	if s.RegistryTTL < 300*time.Millisecond {
+		return fmt.Errorf("--registry-ttl %s is too short: heartbeats come every third of it; use at least 300ms", s.RegistryTTL)
+	}
+	sys, err := system.Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s is serving on %s\n", s.Service, sys.URLs[s.Service])
+	return wait(ctx, sys, stdout)
+}
+
+// wait blocks until ctx ends (SIGINT, SIGTERM) or a server fails, then
+// shuts the system down gracefully.
+func wait(ctx context.Context, sys *system.System, stdout io.Writer) error {
+	var failed error
+	select {
+	case <-ctx.Done():
+	case failed = <-sys.Failed():
+	}
+	fmt.Fprintln(stdout, "shutting down: finishing in-flight requests")
+	err := errors.Join(failed, sys.Shutdown(context.WithoutCancel(ctx)))
+	if err == nil {
+		fmt.Fprintln(stdout, "stopped")
+	}
+	return err
+}

@@ -1,0 +1,305 @@
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/souk-shop/souk/platform/broker"
+	"github.com/souk-shop/souk/platform/discovery"
+	"github.com/souk-shop/souk/platform/server"
+	"github.com/souk-shop/souk/platform/store"
+	"github.com/souk-shop/souk/platform/telemetry"
+	"github.com/souk-shop/souk/services/gateway"
+)
+
+// Config says what one process runs.
+type Config struct {
+	// NATS is the URL of the NATS server(s). Empty starts an embedded
+	// server with its files under DataDir/nats.
+	NATS string
+	// NATSListen is where the embedded server accepts other processes
+	// ("" for in-process connections only).
+	NATSListen string
+	// DataDir holds the embedded NATS files.
+	DataDir string
+	// Services to run, in start order.
+	Services []ServiceConfig
+	// Gateway, if not nil, runs the gateway.
+	Gateway *GatewayConfig
+	// RegistryTTL is how long an instance stays listed after its last
+	// heartbeat (discovery.DefaultTTL if zero).
+	RegistryTTL time.Duration
+	// Server bounds every HTTP server.
+	Server server.Config
+}
+
+// ServiceConfig runs one instance of a service.
+type ServiceConfig struct {
+	Name string
+	Addr string // host:port to listen on; port 0 picks one
+	// Advertise is the base URL other processes reach this instance at.
+	// Empty derives it from the listening address.
+	Advertise string
+	DB        string // database URL, see store.Open
+}
+
+// GatewayConfig runs the gateway.
+type GatewayConfig struct {
+	Addr    string
+	Timeout time.Duration // per forwarded request
+	Routes  []gateway.Route
+}
+
+// System is a running process: its broker connection, services and gateway.
+type System struct {
+	// NATSURL is where other processes reach the embedded NATS server, if
+	// this process runs one that listens.
+	NATSURL string
+	// URLs maps each service, and "gateway", to its base URL.
+	URLs map[string]string
+
+	log      *slog.Logger
+	embedded *broker.Embedded
+	nc       *nats.Conn
+	stopBg   context.CancelFunc // heartbeats and the registry watcher
+	units    []*unit
+	failed   chan error
+}
+
+// Start starts what cfg names and returns once every part is ready. If a
+// part fails to start, what was started is stopped again.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err error) {
+	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	sys = &System{URLs: map[string]string{}, log: log, stopBg: stopBg, failed: make(chan error, 1+len(cfg.Services))}
+	defer func() {
+		if err != nil {
+			_ = sys.Shutdown(context.WithoutCancel(ctx))
+			sys = nil
+		}
+	}()
+	if cfg.NATS == "" {
+		sys.embedded, err = broker.StartEmbedded(broker.EmbeddedConfig{
+			Dir:    filepath.Join(cfg.DataDir, "nats"),
+			Listen: cfg.NATSListen,
+		}, log)
+		if err != nil {
+			return sys, err
+		}
+		sys.NATSURL = sys.embedded.ClientURL()
+		sys.nc, err = sys.embedded.Connect("souk")
+	} else {
+		sys.nc, err = broker.Connect(cfg.NATS, "souk", log)
+	}
+	if err != nil {
+		return sys, err
+	}
+	reg, err := discovery.Open(ctx, sys.nc, cfg.RegistryTTL, log)
+	if err != nil {
+		return sys, err
+	}
+	for _, sc := range cfg.Services {
+		if err := sys.startService(ctx, bg, sc, reg, cfg.Server); err != nil {
+			return sys, fmt.Errorf("start %s: %w", sc.Name, err)
+		}
+	}
+	if cfg.Gateway != nil {
+		if err := sys.startGateway(bg, *cfg.Gateway, reg, cfg.Server); err != nil {
+			return sys, fmt.Errorf("start gateway: %w", err)
+		}
+	}
+	return sys, nil
+}
+
+// Failed delivers the error of a server that stopped on its own.
+func (s *System) Failed() <-chan error { return s.failed }
+
+// unit is one running HTTP server and what it owns.
+type unit struct {
+	name   string
+	srv    *server.Server
+	health *server.Health
+	reg    *discovery.Registration
+	db     *store.DB
+}
+
+func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *discovery.Registry, scfg server.Config) error {
+	def, ok := services[sc.Name]
+	if !ok {
+		return fmt.Errorf("unknown service %q", sc.Name)
+	}
+	log := s.log.With("service", sc.Name)
+	db, err := store.Open(ctx, sc.DB)
+	if err != nil {
+		return err
+	}
+	u := &unit{name: sc.Name, db: db}
+	s.units = append(s.units, u)
+	if err := db.Migrate(ctx, sc.Name, def.migrations, log); err != nil {
+		return err
+	}
+	u.health = server.NewHealth(map[string]server.Check{
+		"database": db.PingContext,
+		"nats":     broker.Check(s.nc),
+	})
+	rt := s.router(sc.Name, log, u.health)
+	def.routes(db)(rt)
+	if err := s.serve(u, sc.Addr, rt, log, scfg); err != nil {
+		return err
+	}
+	advertise, err := advertiseURL(sc.Advertise, u.srv.Addr())
+	if err != nil {
+		return err
+	}
+	u.reg, err = reg.Register(bg, discovery.Instance{
+		Service: sc.Name, ID: discovery.NewInstanceID(), URL: advertise, Started: time.Now().UTC(),
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("service ready", "addr", u.srv.Addr(), "advertise", advertise, "db", string(db.Dialect))
+	return nil
+}
+
+func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discovery.Registry, scfg server.Config) error {
+	log := s.log.With("service", gateway.Name)
+	w, err := reg.Watch(bg)
+	if err != nil {
+		return err
+	}
+	u := &unit{name: gateway.Name}
+	s.units = append(s.units, u)
+	u.health = server.NewHealth(map[string]server.Check{
+		"nats": broker.Check(s.nc),
+		"registry": func(context.Context) error {
+			select {
+			case <-w.Done():
+				return errors.New("registry watch stopped")
+			default:
+				return nil
+			}
+		},
+	})
+	rt := s.router(gateway.Name, log, u.health)
+	gateway.New(gateway.Config{Routes: gc.Routes, Timeout: gc.Timeout}, discovery.NewTransport(discovery.NewP2C(w)), log).Routes(rt)
+	if err := s.serve(u, gc.Addr, rt, log, scfg); err != nil {
+		return err
+	}
+	log.Info("gateway ready", "addr", u.srv.Addr())
+	return nil
+}
+
+// router returns a router with the endpoints every server has.
+func (s *System) router(name string, log *slog.Logger, health *server.Health) *server.Router {
+	metrics := telemetry.NewRegistry(name)
+	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(metrics))
+	health.Routes(rt)
+	rt.HandleHTTP("GET /metrics", telemetry.MetricsHandler(metrics))
+	return rt
+}
+
+func (s *System) serve(u *unit, addr string, rt *server.Router, log *slog.Logger, scfg server.Config) error {
+	srv, err := server.Listen(addr, rt, log, scfg)
+	if err != nil {
+		return err
+	}
+	u.srv = srv
+	s.URLs[u.name] = srv.URL()
+	go func() {
+		if err := srv.Serve(); err != nil {
+			s.failed <- fmt.Errorf("%s server: %w", u.name, err)
+		}
+	}()
+	return nil
+}
+
+// Shutdown stops everything in the reverse order of start: each server
+// first leaves the registry and fails /readyz, then finishes its in-flight
+// requests; then databases close, and the broker last.
+func (s *System) Shutdown(ctx context.Context) error {
+	var errs []error
+	for i := len(s.units) - 1; i >= 0; i-- {
+		u := s.units[i]
+		if u.health != nil {
+			u.health.Drain()
+		}
+		if u.reg != nil {
+			errs = append(errs, u.reg.Deregister(ctx))
+		}
+		if u.srv != nil {
+			errs = append(errs, u.srv.Shutdown(ctx))
+		}
+		if u.db != nil {
+			errs = append(errs, u.db.Close())
+		}
+	}
+	s.stopBg()
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.embedded != nil {
+		s.embedded.Shutdown()
+	}
+	return errors.Join(errs...)
+}
+
+// advertiseURL is the base URL other processes use to reach a server
+// listening on addr: explicit if given; else addr, with an unspecified host
+// (0.0.0.0, ::) replaced by this machine's first non-loopback address.
+func advertiseURL(explicit, addr string) (string, error) {
+	if explicit != "" {
+		u, err := url.Parse(explicit)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return "", fmt.Errorf("advertise %q: want a URL like http://10.0.0.7:5001", explicit)
+		}
+		return explicit, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host, err = outboundHost()
+		if err != nil {
+			return "", err
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+func outboundHost() (string, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && ipn.IP.To4() != nil {
+			return ipn.IP.String(), nil
+		}
+	}
+	if h, err := os.Hostname(); err == nil {
+		return h, nil
+	}
+	return "", errors.New("no address to advertise: pass --advertise")
+}
+
+// Migrate applies the named service's migrations to the database at dbURL.
+func Migrate(ctx context.Context, name, dbURL string, log *slog.Logger) error {
+	def, ok := services[name]
+	if !ok {
+		return fmt.Errorf("unknown service %q", name)
+	}
+	db, err := store.Open(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Migrate(ctx, name, def.migrations, log.With("service", name))
+}

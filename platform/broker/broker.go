@@ -1,0 +1,153 @@
+// Package broker connects to NATS, or starts an embedded NATS server with
+// JetStream for the one-process mode. Either way callers get a *nats.Conn:
+// the rest of Souk cannot tell the two apart.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// EmbeddedConfig configures an embedded NATS server.
+type EmbeddedConfig struct {
+	// Dir holds JetStream's files; they survive restarts.
+	Dir string
+	// Listen is the host:port other processes can connect to. Empty means
+	// in-process connections only.
+	Listen string
+}
+
+// Embedded is a NATS server with JetStream running inside this process.
+type Embedded struct {
+	srv *server.Server
+	log *slog.Logger
+}
+
+// StartEmbedded starts a NATS server with JetStream and file storage and
+// waits until it accepts connections.
+func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
+	opts := &server.Options{
+		ServerName: "souk-embedded",
+		JetStream:  true,
+		StoreDir:   cfg.Dir,
+		NoSigs:     true,
+		DontListen: cfg.Listen == "",
+		// JetStream reserves memory and disk relative to the machine;
+		// a shop's events need little of either.
+		JetStreamMaxMemory: 256 << 20,
+	}
+	if cfg.Listen != "" {
+		host, port, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen address %q: %w", cfg.Listen, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen port %q: %w", port, err)
+		}
+		if p == 0 {
+			p = server.RANDOM_PORT
+		}
+		opts.Host, opts.Port = host, p
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	srv.SetLoggerV2(natsLogger{log.With("component", "nats-server")}, false, false, false)
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		if cfg.Listen != "" {
+			return nil, fmt.Errorf("embedded nats did not start; is %s already in use?", cfg.Listen)
+		}
+		return nil, errors.New("embedded nats did not start in 10s")
+	}
+	return &Embedded{srv: srv, log: log}, nil
+}
+
+// ClientURL is the nats:// URL other processes connect to, or "" when the
+// server only accepts in-process connections.
+func (e *Embedded) ClientURL() string {
+	if e.srv.Addr() == nil {
+		return ""
+	}
+	return e.srv.ClientURL()
+}
+
+// Connect returns a connection that talks to the server in memory, without
+// a socket.
+func (e *Embedded) Connect(name string) (*nats.Conn, error) {
+	return nats.Connect("", append(connOptions(name, e.log), nats.InProcessServer(e.srv))...)
+}
+
+// Shutdown stops the server after its clients are gone; JetStream flushes
+// its files.
+func (e *Embedded) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// Connect dials the NATS server(s) at url (comma-separated for a cluster).
+// Once connected, the connection reconnects forever; the first connection
+// must succeed within the timeout, so that a wrong URL fails at start.
+func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, connOptions(name, log)...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+func connOptions(name string, log *slog.Logger) []nats.Option {
+	return []nats.Option{
+		nats.Name(name),
+		nats.Timeout(5 * time.Second),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Error("nats error", "subject", subject, "err", err)
+		}),
+	}
+}
+
+// Check reports whether nc is connected, for /readyz.
+func Check(nc *nats.Conn) func(context.Context) error {
+	return func(context.Context) error {
+		if s := nc.Status(); s != nats.CONNECTED {
+			return fmt.Errorf("nats connection is %s", s)
+		}
+		return nil
+	}
+}
+
+// natsLogger sends the embedded server's log to slog: notices at debug (it
+// is chatty at start), warnings and errors as such.
+type natsLogger struct{ log *slog.Logger }
+
+func (l natsLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }

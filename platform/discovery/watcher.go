@@ -1,0 +1,173 @@
+package discovery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Endpoint is an instance as a Watcher knows it: when it was last heard of,
+// how many requests it is serving for us, and whether it is ejected.
+type Endpoint struct {
+	Instance
+	lastSeen     atomic.Int64 // unix nanos of the last heartbeat seen
+	inFlight     atomic.Int64
+	ejectedUntil atomic.Int64 // unix nanos
+}
+
+// InFlight is how many requests this process has outstanding at e.
+func (e *Endpoint) InFlight() int64 { return e.inFlight.Load() }
+
+// Eject keeps the balancer away from e for d, after e failed in a way that
+// says it is probably gone (it refused a connection, say).
+func (e *Endpoint) Eject(d time.Duration) { e.ejectedUntil.Store(time.Now().Add(d).UnixNano()) }
+
+// Watcher follows the registry and knows every service's live instances.
+type Watcher struct {
+	nc  *nats.Conn
+	ttl time.Duration
+
+	mu       sync.Mutex
+	byKey    map[string]*Endpoint
+	services atomic.Pointer[map[string][]*Endpoint] // copy-on-write, read without locks
+	// graceUntil holds expiry off while the NATS connection is down and for
+	// one TTL after it is back: missing heartbeats then say nothing about
+	// the instances, and stale routes beat none.
+	graceUntil atomic.Int64
+	done       chan struct{}
+}
+
+// Watch starts following the registry and returns once the current entries
+// are loaded. The watcher stops when ctx ends; Done is closed then.
+func (r *Registry) Watch(ctx context.Context) (*Watcher, error) {
+	kw, err := r.kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watch registry: %w", err)
+	}
+	w := &Watcher{nc: r.nc, ttl: r.ttl, byKey: map[string]*Endpoint{}, done: make(chan struct{})}
+	w.services.Store(&map[string][]*Endpoint{})
+	synced := make(chan struct{})
+	go w.run(ctx, kw, synced)
+	select {
+	case <-synced:
+		return w, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(10 * time.Second):
+		return nil, fmt.Errorf("watch registry: initial entries did not arrive in 10s")
+	}
+}
+
+// Done is closed when the watcher has stopped.
+func (w *Watcher) Done() <-chan struct{} { return w.done }
+
+func (w *Watcher) run(ctx context.Context, kw jetstream.KeyWatcher, synced chan struct{}) {
+	defer close(w.done)
+	defer func() { _ = kw.Stop() }()
+	tick := time.NewTicker(w.ttl / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if w.nc.Status() != nats.CONNECTED {
+				w.graceUntil.Store(time.Now().Add(w.ttl).UnixNano())
+			}
+			w.forgetExpired()
+		case e, ok := <-kw.Updates():
+			if !ok {
+				return
+			}
+			if e == nil { // the end of the initial values
+				if synced != nil {
+					close(synced)
+					synced = nil
+				}
+				continue
+			}
+			w.apply(e)
+		}
+	}
+}
+
+func (w *Watcher) apply(e jetstream.KeyValueEntry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	key := e.Key()
+	if e.Operation() != jetstream.KeyValuePut {
+		if _, ok := w.byKey[key]; ok {
+			delete(w.byKey, key)
+			w.rebuild()
+		}
+		return
+	}
+	if ep, ok := w.byKey[key]; ok {
+		ep.lastSeen.Store(time.Now().UnixNano())
+		return
+	}
+	var inst Instance
+	if err := json.Unmarshal(e.Value(), &inst); err != nil || inst.URL == "" || !strings.HasPrefix(key, inst.Service+".") {
+		return // not an entry this version understands
+	}
+	ep := &Endpoint{Instance: inst}
+	ep.lastSeen.Store(time.Now().UnixNano())
+	w.byKey[key] = ep
+	w.rebuild()
+}
+
+// forgetExpired drops instances not heard of for two TTLs: they died
+// without deregistering, and the registry sends no delete for them.
+func (w *Watcher) forgetExpired() {
+	now := time.Now().UnixNano()
+	if now < w.graceUntil.Load() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(w.byKey)
+	for key, ep := range w.byKey {
+		if now-ep.lastSeen.Load() > 2*int64(w.ttl) {
+			delete(w.byKey, key)
+		}
+	}
+	if len(w.byKey) != n {
+		w.rebuild()
+	}
+}
+
+// rebuild publishes a new service → endpoints map; w.mu is held.
+func (w *Watcher) rebuild() {
+	m := make(map[string][]*Endpoint)
+	for _, ep := range w.byKey {
+		m[ep.Service] = append(m[ep.Service], ep)
+	}
+	w.services.Store(&m)
+}
+
+// Instances lists the live instances of service.
+func (w *Watcher) Instances(service string) []Instance {
+	now := time.Now().UnixNano()
+	var out []Instance
+	for _, ep := range (*w.services.Load())[service] {
+		if w.alive(ep, now) {
+			out = append(out, ep.Instance)
+		}
+	}
+	return out
+}
+
+func (w *Watcher) alive(ep *Endpoint, now int64) bool {
+	return now-ep.lastSeen.Load() < int64(w.ttl) || now < w.graceUntil.Load()
+}
+
+func (w *Watcher) endpoints(service string) []*Endpoint {
+	return (*w.services.Load())[service]
+}

@@ -1,0 +1,191 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/telemetry"
+)
+
+// HandlerFunc is an HTTP handler that returns its error instead of writing
+// it; the Router writes it as problem+json.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Router is an http.ServeMux that does, for every request and in this order:
+// give it a request id, recover from panics, track metrics by route pattern,
+// answer unknown routes (404) and wrong methods (405) with problem+json, call
+// the handler, write the handler's error as problem+json, and log one access
+// line carrying the request id.
+type Router struct {
+	mux     *http.ServeMux
+	log     *slog.Logger
+	metrics *telemetry.HTTPMetrics
+}
+
+// NewRouter returns an empty router that logs to log and records metrics in m.
+func NewRouter(log *slog.Logger, m *telemetry.HTTPMetrics) *Router {
+	return &Router{mux: http.NewServeMux(), log: log, metrics: m}
+}
+
+// Handle registers h for pattern (an http.ServeMux pattern such as "GET /users/{id}").
+func (rt *Router) Handle(pattern string, h HandlerFunc) {
+	rt.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			rt.fail(w, r, err)
+		}
+	}))
+}
+
+// HandleHTTP registers a plain http.Handler for pattern.
+func (rt *Router) HandleHTTP(pattern string, h http.Handler) {
+	rt.mux.Handle(pattern, h)
+}
+
+// HeaderRequestID carries the request id between gateway, services and client.
+const HeaderRequestID = "X-Request-Id"
+
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := requestID(r.Header.Get(HeaderRequestID))
+	w.Header().Set(HeaderRequestID, id)
+	r = r.WithContext(telemetry.WithRequestID(r.Context(), id))
+	rec := &statusRecorder{ResponseWriter: w}
+
+	h, route := rt.mux.Handler(r)
+	if route == "" {
+		route = "unmatched"
+	}
+	done := rt.metrics.Start(route, metricMethod(r.Method))
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				done(499)
+				panic(v)
+			}
+			rt.log.ErrorContext(r.Context(), "panic", "panic", fmt.Sprint(v), "method", r.Method, "path", r.URL.Path)
+			if !rec.wrote {
+				problem.Write(rec, r, problem.New(problem.Internal, "panic"))
+			}
+		}
+		done(rec.status())
+		rt.log.InfoContext(r.Context(), "request",
+			"method", r.Method, "path", r.URL.Path, "route", route,
+			"status", rec.status(), "bytes", rec.bytes,
+			"duration_ms", float64(time.Since(start).Microseconds())/1000,
+			"remote", r.RemoteAddr)
+	}()
+
+	if route == "unmatched" {
+		rt.unmatched(rec, r, h)
+		return
+	}
+	rt.mux.ServeHTTP(rec, r)
+}
+
+// unmatched turns the mux's plain-text 404 and 405 into problem+json,
+// keeping the Allow header the mux computes for 405.
+func (rt *Router) unmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	probe := &headerProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	switch probe.code {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", probe.header.Get("Allow"))
+		problem.Write(w, r, problem.New(problem.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+	case http.StatusNotFound:
+		problem.Write(w, r, problem.New(problem.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+	default: // a redirect to the cleaned path, say
+		h.ServeHTTP(w, r)
+	}
+}
+
+func (rt *Router) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if problem.CodeOf(err).Status() >= 500 {
+		rt.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	problem.Write(w, r, err)
+}
+
+// requestID returns the id the client or gateway sent if it is a sane token,
+// else a new random one. Ids reach logs, so arbitrary bytes are never kept.
+func requestID(sent string) string {
+	if len(sent) > 0 && len(sent) <= 64 {
+		ok := true
+		for i := 0; i < len(sent) && ok; i++ {
+			c := sent[i]
+			ok = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+		}
+		if ok {
+			return sent
+		}
+	}
+	return NewRequestID()
+}
+
+// NewRequestID returns a random 128-bit id in hex.
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// metricMethod bounds the method label: clients may send any token.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
+}
+
+// statusRecorder remembers the status and size of a response.
+type statusRecorder struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+	wrote bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if !s.wrote {
+		s.code, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if !s.wrote {
+		s.code, s.wrote = http.StatusOK, true
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+func (s *statusRecorder) status() int {
+	if !s.wrote {
+		return http.StatusOK
+	}
+	return s.code
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer (Flush,
+// deadlines).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// headerProbe captures what the mux's own 404/405 handlers would write.
+type headerProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *headerProbe) Header() http.Header         { return p.header }
+func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
+func (p *headerProbe) WriteHeader(code int)        { p.code = code }
+
+var _ http.Handler = (*Router)(nil)

@@ -1,0 +1,153 @@
+// Package store opens a service's database, SQLite or PostgreSQL, from one
+// URL, and applies the service's embedded goose migrations. Services write
+// portable SQL: $n placeholders, TEXT, BIGINT, TIMESTAMP, RETURNING.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Dialect names the database engine behind a DB.
+type Dialect string
+
+// The supported engines.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is a connection pool and the engine it talks to.
+type DB struct {
+	*sql.DB
+	Dialect Dialect
+}
+
+// Open connects to url: postgres://… or postgresql://… for PostgreSQL, and
+// anything else for a SQLite file, optionally written sqlite:path. A SQLite
+// file is created with its directory if missing, in WAL mode with a busy
+// timeout, foreign keys on and write transactions that take the lock at
+// BEGIN (so two writers wait for each other instead of failing).
+func Open(ctx context.Context, url string) (*DB, error) {
+	var db *DB
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		pool, err := sql.Open("pgx", url)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		pool.SetMaxOpenConns(max(8, 4*runtime.GOMAXPROCS(0)))
+		pool.SetMaxIdleConns(max(8, 4*runtime.GOMAXPROCS(0)))
+		pool.SetConnMaxIdleTime(5 * time.Minute)
+		db = &DB{DB: pool, Dialect: Postgres}
+	default:
+		path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//")
+		if path == "" {
+			return nil, errors.New("open sqlite: empty path")
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		dsn := "file:" + path + sep + "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
+			"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate&_time_format=sqlite"
+		pool, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		// Every connection keeps its pragmas; keep them open rather than
+		// paying for a new one. WAL lets readers run beside the one writer.
+		n := max(4, runtime.GOMAXPROCS(0))
+		pool.SetMaxOpenConns(n)
+		pool.SetMaxIdleConns(n)
+		db = &DB{DB: pool, Dialect: SQLite}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("connect to %s database: %w", db.Dialect, err)
+	}
+	return db, nil
+}
+
+// Migrate applies the migrations in fsys (goose SQL files at its root) that
+// are not applied yet. service names the version table, so that services
+// sharing one PostgreSQL database keep separate histories; on PostgreSQL an
+// advisory lock keeps concurrent replicas from migrating at once.
+func (db *DB) Migrate(ctx context.Context, service string, fsys fs.FS, log *slog.Logger) error {
+	opts := []goose.ProviderOption{
+		goose.WithTableName(service + "_schema_version"),
+		goose.WithDisableGlobalRegistry(true),
+	}
+	dialect := goose.DialectSQLite3
+	if db.Dialect == Postgres {
+		dialect = goose.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(dialect, db.DB, fsys, opts...)
+	if err != nil {
+		return fmt.Errorf("migrations of %s: %w", service, err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", service, err)
+	}
+	for _, r := range results {
+		log.Info("migration applied", "version", r.Source.Version,
+			"file", r.Source.Path, "duration_ms", r.Duration.Milliseconds())
+	}
+	return nil
+}
+
+// InTx runs fn in a transaction, committing if fn returns nil and rolling
+// back otherwise.
+func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// IsUniqueViolation reports whether err is a UNIQUE or PRIMARY KEY
+// constraint failure, on either engine.
+func IsUniqueViolation(err error) bool {
+	if e, ok := errors.AsType[*sqlite.Error](err); ok {
+		return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	if e, ok := errors.AsType[*pgconn.PgError](err); ok {
+		return e.Code == "23505"
+	}
+	return false
+}

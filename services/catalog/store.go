@@ -1,0 +1,122 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/store"
+)
+
+// Store keeps products in the service's database.
+type Store struct {
+	db *store.DB
+}
+
+// NewStore returns a store over db, which must be migrated.
+func NewStore(db *store.DB) *Store { return &Store{db: db} }
+
+const productColumns = `id, name, description, price_amount, price_currency, created_at, updated_at`
+
+func scanProduct(row interface{ Scan(...any) error }) (Product, error) {
+	var p Product
+	err := row.Scan(&p.ID, &p.Name, &p.Description, &p.Price.Amount, &p.Price.Currency, &p.CreatedAt, &p.UpdatedAt)
+	return p, err
+}
+
+// Create inserts p.
+func (s *Store) Create(ctx context.Context, p Product) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO products (`+productColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		p.ID, p.Name, p.Description, p.Price.Amount, p.Price.Currency, p.CreatedAt, p.UpdatedAt)
+	if err != nil {
+		return fmt.Errorf("insert product: %w", err)
+	}
+	return nil
+}
+
+// Get returns the product with id, or NotFound.
+func (s *Store) Get(ctx context.Context, id string) (Product, error) {
+	return getProduct(ctx, s.db, id)
+}
+
+func getProduct(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) (Product, error) {
+	p, err := scanProduct(q.QueryRowContext(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Product{}, problem.New(problem.NotFound, "product %s not found", id)
+	}
+	if err != nil {
+		return Product{}, fmt.Errorf("get product: %w", err)
+	}
+	return p, nil
+}
+
+// List returns up to limit products with ids after after ("" for the
+// start), oldest first, whose name contains search (any case) if it is not
+// empty.
+func (s *Store) List(ctx context.Context, after, search string, limit int) ([]Product, error) {
+	query := `SELECT ` + productColumns + ` FROM products WHERE id > $1 ORDER BY id LIMIT $2`
+	args := []any{after, limit}
+	if search != "" {
+		query = `SELECT ` + productColumns + ` FROM products WHERE id > $1 AND LOWER(name) LIKE $2 ESCAPE '\' ORDER BY id LIMIT $3`
+		args = []any{after, "%" + escapeLike(strings.ToLower(search)) + "%", limit}
+	}
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list products: %w", err)
+	}
+	defer rows.Close()
+	var out []Product
+	for rows.Next() {
+		p, err := scanProduct(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list products: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// escapeLike makes s match itself in a LIKE pattern with ESCAPE '\'.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// Update applies fn to the product with id in one transaction and stores
+// the result, which it returns. An error from fn aborts the update.
+func (s *Store) Update(ctx context.Context, id string, fn func(*Product) error) (Product, error) {
+	var p Product
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if p, err = getProduct(ctx, tx, id); err != nil {
+			return err
+		}
+		if err := fn(&p); err != nil {
+			return err
+		}
+		p.UpdatedAt = time.Now().UTC().Truncate(time.Microsecond)
+		_, err = tx.ExecContext(ctx,
+			`UPDATE products SET name = $1, description = $2, price_amount = $3, price_currency = $4, updated_at = $5 WHERE id = $6`,
+			p.Name, p.Description, p.Price.Amount, p.Price.Currency, p.UpdatedAt, p.ID)
+		return err
+	})
+	return p, err
+}
+
+// Delete removes the product with id, or returns NotFound.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM products WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("delete product: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return problem.New(problem.NotFound, "product %s not found", id)
+	}
+	return nil
+}

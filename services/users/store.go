@@ -1,0 +1,113 @@
+package users
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/store"
+)
+
+// Store keeps users in the service's database.
+type Store struct {
+	db *store.DB
+}
+
+// NewStore returns a store over db, which must be migrated.
+func NewStore(db *store.DB) *Store { return &Store{db: db} }
+
+const userColumns = `id, name, email, created_at, updated_at`
+
+func scanUser(row interface{ Scan(...any) error }) (User, error) {
+	var u User
+	err := row.Scan(&u.ID, &u.Name, &u.Email, &u.CreatedAt, &u.UpdatedAt)
+	return u, err
+}
+
+// Create inserts u. A taken email is a Conflict.
+func (s *Store) Create(ctx context.Context, u User) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5)`,
+		u.ID, u.Name, u.Email, u.CreatedAt, u.UpdatedAt)
+	if store.IsUniqueViolation(err) {
+		return problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
+	}
+	if err != nil {
+		return fmt.Errorf("insert user: %w", err)
+	}
+	return nil
+}
+
+// Get returns the user with id, or NotFound.
+func (s *Store) Get(ctx context.Context, id string) (User, error) {
+	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return User{}, problem.New(problem.NotFound, "user %s not found", id)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("get user: %w", err)
+	}
+	return u, nil
+}
+
+// List returns up to limit users with ids after after ("" for the start),
+// oldest first.
+func (s *Store) List(ctx context.Context, after string, limit int) ([]User, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT `+userColumns+` FROM users WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var out []User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// Update applies fn to the user with id in one transaction and stores the
+// result, which it returns. An error from fn aborts the update.
+func (s *Store) Update(ctx context.Context, id string, fn func(*User) error) (User, error) {
+	var u User
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		u, err = scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return problem.New(problem.NotFound, "user %s not found", id)
+		}
+		if err != nil {
+			return fmt.Errorf("get user: %w", err)
+		}
+		if err := fn(&u); err != nil {
+			return err
+		}
+		u.UpdatedAt = time.Now().UTC().Truncate(time.Microsecond)
+		_, err = tx.ExecContext(ctx, `UPDATE users SET name = $1, email = $2, updated_at = $3 WHERE id = $4`,
+			u.Name, u.Email, u.UpdatedAt, u.ID)
+		if store.IsUniqueViolation(err) {
+			return problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
+		}
+		return err
+	})
+	return u, err
+}
+
+// Delete removes the user with id, or returns NotFound.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("delete user: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return problem.New(problem.NotFound, "user %s not found", id)
+	}
+	return nil
+}

@@ -1,0 +1,75 @@
+// Package users is the users service: it owns the shop's user records.
+package users
+
+import (
+	"embed"
+	"io/fs"
+	"net/mail"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/souk-shop/souk/platform/problem"
+)
+
+// Name is the service's name in the registry, metrics and logs.
+const Name = "users"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations are the service's goose migrations.
+func Migrations() fs.FS {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return sub
+}
+
+// User is a registered user of the shop.
+type User struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Email     string    `json:"email"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// validate checks the fields a client sets, and normalises the email.
+func (u *User) validate() error {
+	var fields []problem.FieldError
+	u.Name = strings.TrimSpace(u.Name)
+	if msg := checkName(u.Name); msg != "" {
+		fields = append(fields, problem.FieldError{Field: "name", Detail: msg})
+	}
+	u.Email = strings.ToLower(strings.TrimSpace(u.Email))
+	if msg := checkEmail(u.Email); msg != "" {
+		fields = append(fields, problem.FieldError{Field: "email", Detail: msg})
+	}
+	return problem.Fields(fields)
+}
+
+func checkName(name string) string {
+	switch {
+	case name == "":
+		return "is required"
+	case utf8.RuneCountInString(name) > 200:
+		return "must be at most 200 characters"
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return "must not contain control characters"
+	}
+	return ""
+}
+
+func checkEmail(email string) string {
+	if email == "" {
+		return "is required"
+	}
+	if len(email) > 254 {
+		return "must be at most 254 characters"
+	}
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Address != email || addr.Name != "" || !strings.Contains(email[strings.LastIndexByte(email, '@')+1:], ".") {
+		return "must be an address like ada@example.com"
+	}
+	return ""
+}
