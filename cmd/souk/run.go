@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+
 	"github.com/souk-shop/souk/internal/system"
+	"github.com/souk-shop/souk/platform/discovery"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/telemetry"
 	"github.com/souk-shop/souk/services/gateway"
@@ -163,7 +165,7 @@ func (s *serveCmd) run(ctx context.Context, stdout io.Writer, log *slog.Logger) 
 	if addr == "" {
 		addr = system.DefaultAddr(s.Service)
 	}
-	cfg := system.Config{NATS: s.NATS, RegistryTTL: s.RegistryTTL, Server: server.DefaultConfig()}
+	cfg := system.Config{NATS: s.NATS, Registry: discovery.Config{TTL: s.RegistryTTL}, Server: server.DefaultConfig()}
 	if s.Service == gateway.Name {
 		cfg.Gateway = &system.GatewayConfig{Addr: addr, Timeout: s.Timeout, Routes: gateway.DefaultRoutes}
 	} else {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
 	"github.com/souk-shop/souk/platform/broker"
 	"github.com/souk-shop/souk/platform/discovery"
 	"github.com/souk-shop/souk/platform/server"
@@ -34,9 +35,8 @@ type Config struct {
 	Services []ServiceConfig
 	// Gateway, if not nil, runs the gateway.
 	Gateway *GatewayConfig
-	// RegistryTTL is how long an instance stays listed after its last
-	// heartbeat (discovery.DefaultTTL if zero).
-	RegistryTTL time.Duration
+	// Registry configures the service registry.
+	Registry discovery.Config
 	// Server bounds every HTTP server.
 	Server server.Config
 }
@@ -101,7 +101,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if err != nil {
 		return sys, err
 	}
-	reg, err := discovery.Open(ctx, sys.nc, cfg.RegistryTTL, log)
+	reg, err := discovery.Open(ctx, sys.nc, cfg.Registry, log)
 	if err != nil {
 		return sys, err
 	}
@@ -201,7 +201,7 @@ func (s *System) router(name string, log *slog.Logger, health *server.Health) *s
 	metrics := telemetry.NewRegistry(name)
 	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(metrics))
 	health.Routes(rt)
-	rt.HandleHTTP("GET /metrics", telemetry.MetricsHandler(metrics))
+	rt.HandleHTTP("GET /metrics", metrics.Handler())
 	return rt
 }
 

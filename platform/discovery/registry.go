@@ -19,8 +19,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Bucket is the NATS KV bucket that holds the registry.
-const Bucket = "souk_registry"
+// DefaultBucket is the NATS KV bucket that holds the registry.
+const DefaultBucket = "souk_registry"
 
 // DefaultTTL is how long an instance stays listed after its last heartbeat.
 // Heartbeats come every TTL/3, so one lost heartbeat does not drop it.
@@ -51,28 +51,37 @@ type Registry struct {
 	log *slog.Logger
 }
 
-// Open creates the registry bucket, or updates it to ttl, and returns it.
+// Config configures a Registry; the zero value is the default.
+type Config struct {
+	Bucket string        // DefaultBucket if empty
+	TTL    time.Duration // DefaultTTL if zero
+}
+
+// Open creates the registry bucket, or updates its TTL, and returns it.
 // Entries live in memory on the NATS server: the registry is rebuilt by
 // heartbeats within one TTL after the server restarts.
-func Open(ctx context.Context, nc *nats.Conn, ttl time.Duration, log *slog.Logger) (*Registry, error) {
-	if ttl <= 0 {
-		ttl = DefaultTTL
+func Open(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Registry, error) {
+	if cfg.Bucket == "" {
+		cfg.Bucket = DefaultBucket
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      Bucket,
+		Bucket:      cfg.Bucket,
 		Description: "Souk service registry: one key per live instance, <service>.<id>",
 		History:     1,
-		TTL:         ttl,
+		TTL:         cfg.TTL,
 		Storage:     jetstream.MemoryStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("registry bucket %s: %w", Bucket, err)
+		return nil, fmt.Errorf("registry bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Registry{nc: nc, kv: kv, ttl: ttl, log: log}, nil
+	return &Registry{nc: nc, kv: kv, ttl: cfg.TTL, log: log}, nil
 }
 
 // Registration is an instance's entry, kept alive by heartbeats.

@@ -126,7 +126,6 @@ type Body struct {
 	Title     string       `json:"title"`
 	Status    int          `json:"status"`
 	Detail    string       `json:"detail,omitempty"`
-	Instance  string       `json:"instance,omitempty"`
 	Code      Code         `json:"code"`
 	Errors    []FieldError `json:"errors,omitempty"`
 	RequestID string       `json:"request_id,omitempty"`
@@ -134,9 +133,10 @@ type Body struct {
 
 // Write sends err to the client as application/problem+json. An error that is
 // not an *Error, or an Internal one, is reported without its message, which
-// may hold internals: callers log it. The request id is taken from the
-// response's X-Request-Id header, which the server sets first.
-func Write(w http.ResponseWriter, r *http.Request, err error) {
+// may hold internals: callers log it. The request id, taken from the
+// response's X-Request-Id header (which the server sets first), identifies
+// the occurrence.
+func Write(w http.ResponseWriter, err error) {
 	e, ok := errors.AsType[*Error](err)
 	if !ok {
 		e = &Error{Code: Internal}
@@ -154,9 +154,6 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 		Code:      e.Code,
 		Errors:    e.Fields,
 		RequestID: w.Header().Get("X-Request-Id"),
-	}
-	if r != nil {
-		body.Instance = r.URL.Path
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")

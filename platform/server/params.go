@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/google/uuid"
+
 	"github.com/souk-shop/souk/platform/problem"
 )
 

@@ -69,7 +69,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			rt.log.ErrorContext(r.Context(), "panic", "panic", fmt.Sprint(v), "method", r.Method, "path", r.URL.Path)
 			if !rec.wrote {
-				problem.Write(rec, r, problem.New(problem.Internal, "panic"))
+				problem.Write(rec, problem.New(problem.Internal, "panic"))
 			}
 		}
 		done(rec.status())
@@ -95,9 +95,9 @@ func (rt *Router) unmatched(w http.ResponseWriter, r *http.Request, h http.Handl
 	switch probe.code {
 	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", probe.header.Get("Allow"))
-		problem.Write(w, r, problem.New(problem.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+		problem.Write(w, problem.New(problem.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
 	case http.StatusNotFound:
-		problem.Write(w, r, problem.New(problem.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+		problem.Write(w, problem.New(problem.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 	default: // a redirect to the cleaned path, say
 		h.ServeHTTP(w, r)
 	}
@@ -107,7 +107,7 @@ func (rt *Router) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if problem.CodeOf(err).Status() >= 500 {
 		rt.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	problem.Write(w, r, err)
+	problem.Write(w, err)
 }
 
 // requestID returns the id the client or gateway sent if it is a sane token,

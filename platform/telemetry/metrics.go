@@ -10,21 +10,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// NewRegistry returns a Prometheus registry with the Go runtime and process
-// collectors, whose metrics all carry the label service=name.
-func NewRegistry(service string) *prometheus.Registry {
+// Registry holds one service's metrics. Everything registered with it gets
+// the label service=<name>, so that series from services sharing a process
+// (souk up) or a Prometheus stay apart.
+type Registry struct {
+	prometheus.Registerer
+	reg *prometheus.Registry
+}
+
+// NewRegistry returns a registry with the Go runtime and process collectors.
+func NewRegistry(service string) *Registry {
 	reg := prometheus.NewRegistry()
-	wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"service": service}, reg)
-	wrapped.MustRegister(
+	r := &Registry{Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"service": service}, reg), reg: reg}
+	r.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	return reg
+	return r
 }
 
-// MetricsHandler serves the registry's metrics in the Prometheus text format.
-func MetricsHandler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+// Handler serves the metrics in the Prometheus text format.
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.Registerer})
 }
 
 // HTTPMetrics are the RED metrics of an HTTP server, labelled by route

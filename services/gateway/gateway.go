@@ -135,7 +135,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if r.Context().Err() == nil || errors.Is(r.Context().Err(), context.DeadlineExceeded) {
 		g.log.WarnContext(r.Context(), "upstream failed", "service", service, "err", err)
 	}
-	problem.Write(w, r, p)
+	problem.Write(w, p)
 }
 
 func refusedOrReset(err error) bool {

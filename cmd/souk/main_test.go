@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/souk-shop/souk/internal/testenv"
+	"github.com/souk-shop/souk/platform/broker"
+)
+
+func noEnv(string) string { return "" }
+
+func TestRunUsage(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  map[string]string
+		code int
+		out  string
+	}{
+		{args: []string{"--help"}, code: 0, out: "Usage: souk"},
+		{args: []string{"up", "--help"}, code: 0, out: "--gateway-addr"},
+		{args: []string{}, code: 2, out: "expected one of"},
+		{args: []string{"up", "--no-such-flag"}, code: 2, out: "unknown flag"},
+		{args: []string{"serve", "payments"}, code: 2, out: "must be one of"},
+		{args: []string{"up"}, env: map[string]string{"SOUK_LOG_FORMAT": "xml"}, code: 2, out: "log-format"},
+		{args: []string{"serve", "users", "--registry-ttl", "10ms"}, code: 1, out: "too short"},
+	}
+	for _, c := range cases {
+		var out strings.Builder
+		getenv := func(k string) string { return c.env[k] }
+		code := run(context.Background(), c.args, getenv, &out, &out)
+		if code != c.code || !strings.Contains(out.String(), c.out) {
+			t.Errorf("souk %v (env %v): exit %d, want %d; output does not contain %q:\n%s", c.args, c.env, code, c.code, c.out, out.String())
+		}
+	}
+}
+
+// TestUp runs `souk up` as a user would, on free ports, and stops it as
+// Ctrl-C would.
+func TestUp(t *testing.T) {
+	dir := t.TempDir()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	pr, pw := io.Pipe()
+	exit := make(chan int, 1)
+	args := []string{"up", "--data", dir, "--gateway-addr", "127.0.0.1:0", "--users-addr", "127.0.0.1:0",
+		"--catalog-addr", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}
+	go func() {
+		exit <- run(ctx, args, noEnv, pw, t.Output())
+		pw.Close()
+	}()
+	lines := bufio.NewScanner(pr)
+	urls := map[string]string{}
+	var output []string
+	for lines.Scan() && !strings.HasPrefix(lines.Text(), "Try:") {
+		output = append(output, lines.Text())
+		if f := strings.Fields(lines.Text()); len(f) == 2 {
+			urls[f[0]] = f[1]
+		}
+	}
+	if len(output) == 0 || !strings.HasPrefix(output[0], "souk is up in ") {
+		t.Fatalf("souk up printed %q", output)
+	}
+	took, err := time.ParseDuration(strings.TrimPrefix(output[0], "souk is up in "))
+	if err != nil || took > 2*time.Second {
+		t.Errorf("souk up took %v (%v), want under 2s", took, err)
+	}
+	for _, name := range []string{"gateway", "users", "catalog"} {
+		resp, err := http.Get(urls[name] + "/readyz")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s at %q: /readyz %v %v", name, urls[name], resp, err)
+		}
+		resp.Body.Close()
+	}
+	if !strings.HasPrefix(urls["nats"], "nats://127.0.0.1:") {
+		t.Errorf("nats URL %q", urls["nats"])
+	}
+	stop()
+	var rest strings.Builder
+	for lines.Scan() {
+		rest.WriteString(lines.Text() + "\n")
+	}
+	if code := <-exit; code != 0 || !strings.Contains(rest.String(), "stopped") {
+		t.Fatalf("after SIGINT souk up exited %d, printing:\n%s", code, rest.String())
+	}
+	for _, f := range []string{"users.db", "catalog.db", "nats/jetstream"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("data dir lacks %s: %v", f, err)
+		}
+	}
+}
+
+var buildOnce = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "souk-bin")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "souk")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// process is a souk process the test started; the test ends it by its PID.
+type process struct {
+	cmd *exec.Cmd
+	url string
+}
+
+// startProcess runs the souk binary with args and waits for the line that
+// says where it serves.
+func startProcess(t *testing.T, args ...string) *process {
+	t.Helper()
+	bin, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = t.Output()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if _, u, ok := strings.Cut(sc.Text(), " is serving on "); ok {
+				found <- u
+			}
+		}
+	}()
+	select {
+	case u := <-found:
+		return &process{cmd: cmd, url: u}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("souk %v did not start serving in 30s", args)
+		return nil
+	}
+}
+
+var userRequests = regexp.MustCompile(`souk_http_requests_total\{code="200",method="GET",route="GET /users/\{id\}",service="users"\} (\d+)`)
+
+// served is how many GET /users/{id} the instance has answered, from its
+// own /metrics.
+func (p *process) served(t *testing.T) int {
+	t.Helper()
+	resp, err := http.Get(p.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := userRequests.FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// TestInstancesShareLoadAndSurviveKill runs two users instances and a
+// gateway as separate processes on one NATS, checks that both instances
+// serve, kills one with SIGKILL and checks that the gateway stops sending it
+// traffic, then starts a third and checks it is picked up.
+func TestInstancesShareLoadAndSurviveKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	dir := t.TempDir()
+	nats, err := broker.StartEmbedded(broker.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nats.Shutdown)
+	common := []string{"--nats", nats.ClientURL(), "--addr", "127.0.0.1:0", "--registry-ttl", "1s", "--log-level", "warn"}
+	db := "sqlite:" + filepath.Join(dir, "users.db")
+	a := startProcess(t, append([]string{"serve", "users", "--db", db}, common...)...)
+	b := startProcess(t, append([]string{"serve", "users", "--db", db}, common...)...)
+	gw := startProcess(t, append([]string{"serve", "gateway"}, common...)...)
+
+	resp, err := http.Post(gw.url+"/api/users", "application/json", strings.NewReader(`{"name":"Ada","email":"ada@example.com"}`))
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("POST /api/users: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	user := gw.url + resp.Header.Get("Location")
+
+	get := func() int {
+		resp, err := http.Get(user)
+		if err != nil {
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 200 {
+		if code := get(); code != 200 {
+			t.Fatalf("GET %d through the gateway: %d", i, code)
+		}
+	}
+	na, nb := a.served(t), b.served(t)
+	t.Logf("200 requests: instance a served %d, b %d", na, nb)
+	if na < 40 || nb < 40 || na+nb != 200 {
+		t.Fatalf("load not shared: a served %d, b %d of 200", na, nb)
+	}
+
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.cmd.Wait()
+	killed := time.Now()
+	failures := 0
+	for i := range 300 {
+		if get() != 200 {
+			failures++
+		}
+		if i%50 == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("after SIGKILL of a: %d of 300 requests failed in %s", failures, time.Since(killed).Round(time.Millisecond))
+	if failures > 0 {
+		t.Fatalf("%d requests failed after one of two instances was killed", failures)
+	}
+	if got := b.served(t); got != nb+300 {
+		t.Fatalf("b served %d, want %d: requests went elsewhere", got, nb+300)
+	}
+
+	c := startProcess(t, append([]string{"serve", "users", "--db", db}, common...)...)
+	deadline := time.Now().Add(5 * time.Second)
+	for c.served(t) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway did not send a request to the new instance within 5s")
+		}
+		get()
+	}
+
+	// A graceful stop finishes at once and leaves the registry.
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("SIGTERM: souk serve exited with %v", err)
+	}
+	for i := range 50 {
+		if code := get(); code != 200 {
+			t.Fatalf("GET %d after a graceful stop of c: %d", i, code)
+		}
+	}
+}

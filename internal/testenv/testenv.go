@@ -1,0 +1,162 @@
+// Package testenv gives tests real dependencies: a SQLite file in a temp
+// dir, a fresh PostgreSQL schema when SOUK_TEST_POSTGRES_URL is set, an
+// embedded NATS server, and the external NATS at SOUK_TEST_NATS_URL when it
+// is set. External ones are skipped with a message when their variable is
+// not set, so `go test ./...` passes on a machine with only Go.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver for the schema setup
+	"github.com/nats-io/nats.go"
+
+	"github.com/souk-shop/souk/platform/broker"
+	"github.com/souk-shop/souk/platform/store"
+)
+
+// The environment variables that point tests at external engines.
+const (
+	PostgresEnv = "SOUK_TEST_POSTGRES_URL"
+	NATSEnv     = "SOUK_TEST_NATS_URL"
+)
+
+// Logger logs to the test's output.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// Name returns prefix and a random suffix, for names that must not clash
+// between tests sharing an external engine.
+func Name(prefix string) string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// Database is a way to get a fresh, empty database URL.
+type Database struct {
+	Name string
+	URL  func(t testing.TB) string
+}
+
+// Databases are SQLite, always, and PostgreSQL when SOUK_TEST_POSTGRES_URL
+// is set: run a store's contract test against each.
+func Databases() []Database {
+	return []Database{
+		{Name: "sqlite", URL: SQLiteURL},
+		{Name: "postgres", URL: PostgresURL},
+	}
+}
+
+// SQLiteURL is a new SQLite file in the test's temp dir.
+func SQLiteURL(t testing.TB) string {
+	return "sqlite:" + t.TempDir() + "/test.db"
+}
+
+// PostgresURL creates a schema of its own in the database at
+// SOUK_TEST_POSTGRES_URL, drops it when the test ends, and returns a URL
+// whose connections use it. The test is skipped if the variable is unset.
+func PostgresURL(t testing.TB) string {
+	base := os.Getenv(PostgresEnv)
+	if base == "" {
+		t.Skipf("PostgreSQL not tested: set %s (e.g. postgres://postgres@127.0.0.1:5432/test)", PostgresEnv)
+	}
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	schema := Name("t_")
+	if _, err := db.ExecContext(context.Background(), "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("create schema in %s: %v", base, err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", base)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		_, _ = db.ExecContext(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// Broker is a way to get a NATS connection.
+type Broker struct {
+	Name    string
+	Connect func(t testing.TB) *nats.Conn
+}
+
+// Brokers are an embedded NATS server, always, and the external one at
+// SOUK_TEST_NATS_URL when it is set.
+func Brokers() []Broker {
+	return []Broker{
+		{Name: "embedded", Connect: EmbeddedNATS},
+		{Name: "external", Connect: ExternalNATS},
+	}
+}
+
+// EmbeddedNATS starts a NATS server with JetStream in the test's temp dir,
+// listening on a random loopback port, and returns a connection to it.
+func EmbeddedNATS(t testing.TB) *nats.Conn {
+	e, err := broker.StartEmbedded(broker.EmbeddedConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0"}, Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	nc, err := broker.Connect(e.ClientURL(), t.Name(), Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// ExternalNATS connects to SOUK_TEST_NATS_URL, or skips the test.
+func ExternalNATS(t testing.TB) *nats.Conn {
+	u := os.Getenv(NATSEnv)
+	if u == "" {
+		t.Skipf("external NATS not tested: set %s (e.g. nats://127.0.0.1:4222)", NATSEnv)
+	}
+	nc, err := broker.Connect(u, t.Name(), Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// ForEachDatabase runs fn as a subtest on a fresh database of each engine,
+// with the service's migrations applied.
+func ForEachDatabase(t *testing.T, service string, migrations fs.FS, fn func(t *testing.T, db *store.DB)) {
+	for _, engine := range Databases() {
+		t.Run(engine.Name, func(t *testing.T) {
+			ctx := context.Background()
+			db, err := store.Open(ctx, engine.URL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			if err := db.Migrate(ctx, service, migrations, Logger(t)); err != nil {
+				t.Fatal(err)
+			}
+			fn(t, db)
+		})
+	}
+}

@@ -1,0 +1,259 @@
+package discovery
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/souk-shop/souk/internal/testenv"
+)
+
+const testTTL = 600 * time.Millisecond
+
+// forEachBroker runs fn on each broker with a registry in a bucket of the
+// test's own, deleted when the test ends.
+func forEachBroker(t *testing.T, fn func(t *testing.T, reg *Registry)) {
+	for _, b := range testenv.Brokers() {
+		t.Run(b.Name, func(t *testing.T) {
+			nc := b.Connect(t)
+			bucket := testenv.Name("registry_")
+			reg, err := Open(context.Background(), nc, Config{Bucket: bucket, TTL: testTTL}, testenv.Logger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if js, err := jetstream.New(nc); err == nil {
+					_ = js.DeleteKeyValue(context.Background(), bucket)
+				}
+			})
+			fn(t, reg)
+		})
+	}
+}
+
+func instance(service, url string) Instance {
+	return Instance{Service: service, ID: NewInstanceID(), URL: url, Started: time.Now()}
+}
+
+func urls(insts []Instance) []string {
+	var out []string
+	for _, i := range insts {
+		out = append(out, i.URL)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// eventually polls cond every 20ms for up to d.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
+}
+
+func TestRegistry(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, reg *Registry) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		a, err := reg.Register(ctx, instance("users", "http://a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		crashCtx, crash := context.WithCancel(ctx)
+		if _, err := reg.Register(crashCtx, instance("users", "http://b")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Register(ctx, instance("catalog", "http://c")); err != nil {
+			t.Fatal(err)
+		}
+		w, err := reg.Watch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := urls(w.Instances("users")); !slices.Equal(got, []string{"http://a", "http://b"}) {
+			t.Fatalf("users after Watch = %v, want a and b", got)
+		}
+		if got := urls(w.Instances("catalog")); !slices.Equal(got, []string{"http://c"}) {
+			t.Fatalf("catalog = %v", got)
+		}
+
+		t.Run("heartbeats keep instances listed past the TTL", func(t *testing.T) {
+			time.Sleep(3 * testTTL)
+			if got := urls(w.Instances("users")); len(got) != 2 {
+				t.Fatalf("users after 3 TTLs = %v, want both", got)
+			}
+		})
+
+		t.Run("a new instance is picked up", func(t *testing.T) {
+			if _, err := reg.Register(ctx, instance("users", "http://d")); err != nil {
+				t.Fatal(err)
+			}
+			if !eventually(time.Second, func() bool { return len(w.Instances("users")) == 3 }) {
+				t.Fatalf("users = %v, want the new instance too", urls(w.Instances("users")))
+			}
+		})
+
+		t.Run("deregistering removes at once", func(t *testing.T) {
+			start := time.Now()
+			if err := a.Deregister(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !eventually(testTTL/2, func() bool { return !slices.Contains(urls(w.Instances("users")), "http://a") }) {
+				t.Fatalf("a still listed %s after Deregister", time.Since(start))
+			}
+		})
+
+		t.Run("a crashed instance expires within the TTL", func(t *testing.T) {
+			crash()
+			start := time.Now()
+			if !eventually(2*testTTL, func() bool { return !slices.Contains(urls(w.Instances("users")), "http://b") }) {
+				t.Fatalf("b still listed %s after its heartbeats stopped", time.Since(start))
+			}
+			t.Logf("crashed instance dropped after %s (TTL %s)", time.Since(start).Round(time.Millisecond), testTTL)
+			if got := urls(w.Instances("users")); !slices.Equal(got, []string{"http://d"}) {
+				t.Fatalf("users = %v, want only d", got)
+			}
+		})
+	})
+}
+
+func TestP2C(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, reg *Registry) {
+		ctx := t.Context()
+		for _, u := range []string{"http://a", "http://b", "http://c"} {
+			if _, err := reg.Register(ctx, instance("users", u)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w, err := reg.Watch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := NewP2C(w)
+
+		t.Run("spreads load over every instance", func(t *testing.T) {
+			counts := map[string]int{}
+			for range 3000 {
+				ep, err := p.Pick("users", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				counts[ep.URL]++
+			}
+			for u, n := range counts {
+				if n < 700 || n > 1300 {
+					t.Fatalf("picks %v: %s got %d of 3000", counts, u, n)
+				}
+			}
+		})
+
+		t.Run("avoids the busiest instance", func(t *testing.T) {
+			var busy *Endpoint
+			for _, ep := range w.endpoints("users") {
+				if ep.URL == "http://a" {
+					busy = ep
+				}
+			}
+			busy.inFlight.Add(100)
+			defer busy.inFlight.Add(-100)
+			for range 1000 {
+				ep, _ := p.Pick("users", nil)
+				if ep == busy {
+					t.Fatal("picked the instance with 100 requests in flight over idle ones")
+				}
+			}
+		})
+
+		t.Run("skips ejected and avoided instances", func(t *testing.T) {
+			eps := w.endpoints("users")
+			eps[0].Eject(time.Minute)
+			defer eps[0].Eject(-time.Minute)
+			for range 200 {
+				ep, _ := p.Pick("users", eps[1])
+				if ep != eps[2] {
+					t.Fatalf("picked %s; only %s is neither ejected nor avoided", ep.URL, eps[2].URL)
+				}
+			}
+		})
+
+		t.Run("an unknown service has no instance", func(t *testing.T) {
+			if _, err := p.Pick("nobody", nil); err == nil || !strings.Contains(err.Error(), "no live instance") {
+				t.Fatalf("Pick(nobody) = %v", err)
+			}
+		})
+	})
+}
+
+func TestTransport(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, reg *Registry) {
+		ctx := t.Context()
+		var hits atomic.Int64
+		live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			body, _ := io.ReadAll(r.Body)
+			w.Write(append([]byte(r.URL.Path+" "), body...))
+		}))
+		defer live.Close()
+		dead := httptest.NewServer(http.NotFoundHandler())
+		dead.Close() // its port now refuses connections
+
+		for _, u := range []string{live.URL, dead.URL} {
+			if _, err := reg.Register(ctx, instance("users", u)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w, err := reg.Watch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := &http.Client{Transport: NewTransport(NewP2C(w))}
+
+		for i := range 20 {
+			resp, err := client.Get("http://users/users/7")
+			if err != nil {
+				t.Fatalf("GET %d: %v", i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(b) != "/users/7 " {
+				t.Fatalf("GET %d: body %q", i, b)
+			}
+		}
+		if hits.Load() != 20 {
+			t.Fatalf("the live instance served %d of 20", hits.Load())
+		}
+
+		resp, err := client.Post("http://users/users", "application/json", strings.NewReader(`{"a":1}`))
+		if err != nil {
+			t.Fatalf("POST with a resendable body: %v", err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != `/users {"a":1}` {
+			t.Fatalf("POST body arrived as %q", b)
+		}
+
+		for _, ep := range w.endpoints("users") {
+			if ep.InFlight() != 0 {
+				t.Fatalf("%s has %d requests in flight after all responses were closed", ep.URL, ep.InFlight())
+			}
+		}
+
+		if _, err := client.Get("http://nobody/x"); err == nil || !strings.Contains(err.Error(), "no live instance") {
+			t.Fatalf("GET to a service without instances: %v", err)
+		}
+	})
+}
