@@ -22,9 +22,10 @@ type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
 // the handler, write the handler's error as problem+json, and log one access
 // line carrying the request id.
 type Router struct {
-	mux     *http.ServeMux
-	log     *slog.Logger
-	metrics *telemetry.HTTPMetrics
+	mux      *http.ServeMux
+	patterns []string
+	log      *slog.Logger
+	metrics  *telemetry.HTTPMetrics
 }
 
 // NewRouter returns an empty router that logs to log and records metrics in m.
@@ -34,6 +35,7 @@ func NewRouter(log *slog.Logger, m *telemetry.HTTPMetrics) *Router {
 
 // Handle registers h for pattern (an http.ServeMux pattern such as "GET /users/{id}").
 func (rt *Router) Handle(pattern string, h HandlerFunc) {
+	rt.patterns = append(rt.patterns, pattern)
 	rt.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			rt.fail(w, r, err)
@@ -43,8 +45,12 @@ func (rt *Router) Handle(pattern string, h HandlerFunc) {
 
 // HandleHTTP registers a plain http.Handler for pattern.
 func (rt *Router) HandleHTTP(pattern string, h http.Handler) {
+	rt.patterns = append(rt.patterns, pattern)
 	rt.mux.Handle(pattern, h)
 }
+
+// Patterns lists the registered patterns in the order they were registered.
+func (rt *Router) Patterns() []string { return rt.patterns }
 
 // HeaderRequestID carries the request id between gateway, services and client.
 const HeaderRequestID = "X-Request-Id"
