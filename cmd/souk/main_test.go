@@ -37,6 +37,9 @@ func TestRunUsage(t *testing.T) {
 		{args: []string{"serve", "payments"}, code: 2, out: "must be one of"},
 		{args: []string{"up"}, env: map[string]string{"SOUK_LOG_FORMAT": "xml"}, code: 2, out: "log-format"},
 		{args: []string{"serve", "users", "--registry-ttl", "10ms"}, code: 1, out: "too short"},
+		{args: []string{"migrate", "users", "--db", "sqlite:" + t.TempDir() + "/u.db"}, code: 0, out: "migrations applied"},
+		{args: []string{"migrate", "catalog", "--data", t.TempDir()}, code: 0, out: "catalog.db"},
+		{args: []string{"migrate", "users", "--db", "postgres://nobody@127.0.0.1:1/x?connect_timeout=1"}, code: 1, out: "connect to postgres"},
 	}
 	for _, c := range cases {
 		var out strings.Builder
