@@ -1,0 +1,338 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/souk-shop/souk/platform/store"
+)
+
+// Handler applies an event's effect within tx, the transaction that also
+// records the event as processed. An error rolls the effect back; the event
+// is delivered again later, or dead-lettered at once if the error is
+// Permanent.
+type Handler func(ctx context.Context, tx *sql.Tx, e Event) error
+
+// permanent marks an error that no redelivery can fix.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// Permanent marks err as one that retrying cannot fix (a payload the
+// handler cannot parse, say): the event goes to the dead-letter stream at
+// once.
+func Permanent(err error) error { return permanent{err} }
+
+// ConsumerConfig configures a Consumer.
+type ConsumerConfig struct {
+	// Name is the durable consumer's name and the consumer's key in the
+	// inbox: two consumers never share one.
+	Name string
+	// Stream is the stream to read, e.g. StreamName("users").
+	Stream string
+	// Handlers maps each event type the consumer processes to its
+	// handler.
+	Handlers map[string]Handler
+	// Subjects filters what the consumer receives; by default exactly the
+	// handlers' types. A wider filter (souk.users.>) makes events of types
+	// without a handler arrive, and they are dead-lettered as unknown.
+	Subjects []string
+	// MaxDeliver is how many times an event is tried before it is
+	// dead-lettered; 5.
+	MaxDeliver int
+	// Backoff is the wait before the nth redelivery after a failure (the
+	// last entry repeats); 100ms, 1s, 5s, 30s.
+	Backoff []time.Duration
+	// AckWait is how long the broker waits for an ack before it delivers
+	// again (a consumer that died mid-batch); 30s.
+	AckWait time.Duration
+	// Batch is how many events at most share one database transaction; 256.
+	Batch int
+}
+
+func (c *ConsumerConfig) defaults() {
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = 5
+	}
+	if len(c.Backoff) == 0 {
+		c.Backoff = []time.Duration{100 * time.Millisecond, time.Second, 5 * time.Second, 30 * time.Second}
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.Batch <= 0 {
+		c.Batch = 256
+	}
+}
+
+// Consumer is a durable JetStream pull consumer whose effects are
+// idempotent: each event's effect commits together with the event's id in
+// the inbox table, and an id already there is acknowledged without effect.
+type Consumer struct {
+	db  *store.DB
+	js  jetstream.JetStream
+	cfg ConsumerConfig
+	log *slog.Logger
+
+	// Test hooks that abandon a batch as a crash would: afterEffects runs
+	// after the handlers and before the commit, afterCommit after the
+	// commit and before the acks.
+	afterEffects func() error
+	afterCommit  func() error
+}
+
+// NewConsumer returns a consumer over db, whose inbox must be migrated.
+func NewConsumer(db *store.DB, js jetstream.JetStream, cfg ConsumerConfig, log *slog.Logger) *Consumer {
+	cfg.defaults()
+	return &Consumer{db: db, js: js, cfg: cfg, log: log.With("consumer", cfg.Name)}
+}
+
+// Run consumes until ctx ends. Until the stream exists (its producer may
+// start later), it retries every second.
+func (c *Consumer) Run(ctx context.Context) error {
+	cons, err := c.ensure(ctx)
+	for err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.log.Warn("consumer not ready; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+		cons, err = c.ensure(ctx)
+	}
+	msgs := make(chan jetstream.Msg, 2*c.cfg.Batch)
+	cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m },
+		jetstream.PullMaxMessages(2*c.cfg.Batch),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
+				c.log.Debug("consume", "err", err)
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", c.cfg.Name, err)
+	}
+	defer cc.Stop()
+	batch := make([]jetstream.Msg, 0, c.cfg.Batch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			cc.Stop()
+			c.release(msgs)
+			return nil
+		case m := <-msgs:
+			batch = append(batch, m)
+		}
+	more:
+		for len(batch) < c.cfg.Batch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		if err := c.process(ctx, batch); err != nil {
+			if errors.Is(err, errCrash) {
+				return err
+			}
+			c.log.Warn("batch failed; it will be delivered again", "events", len(batch), "err", err)
+		}
+	}
+}
+
+// release hands back messages received but not processed, so that the
+// broker redelivers them now rather than after AckWait.
+func (c *Consumer) release(msgs chan jetstream.Msg) {
+	for {
+		select {
+		case m := <-msgs:
+			_ = m.Nak()
+		default:
+			return
+		}
+	}
+}
+
+func (c *Consumer) ensure(ctx context.Context) (jetstream.Consumer, error) {
+	subjects := c.cfg.Subjects
+	if len(subjects) == 0 {
+		for typ := range c.cfg.Handlers {
+			subjects = append(subjects, typ)
+		}
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       c.cfg.Name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.cfg.AckWait,
+		MaxDeliver:    -1, // counted here, so that a crash on the last try still dead-letters
+		MaxAckPending: 4 * c.cfg.Batch,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if len(subjects) == 1 {
+		cfg.FilterSubject = subjects[0]
+	} else {
+		cfg.FilterSubjects = subjects // needs NATS 2.10 or later
+	}
+	return c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, cfg)
+}
+
+// outcome is what becomes of one message of a batch.
+type outcome struct {
+	ack    bool  // processed now or before
+	err    error // the handler failed: retry, or dead-letter if permanent or out of tries
+	reason string
+}
+
+// errCrash is returned by the test hooks.
+var errCrash = errors.New("simulated crash")
+
+func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
+	outcomes := make([]outcome, len(batch))
+	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
+		for i, m := range batch {
+			outcomes[i] = c.apply(ctx, tx, m)
+		}
+		if c.afterEffects != nil {
+			return c.afterEffects()
+		}
+		return nil
+	})
+	if err != nil {
+		if !errors.Is(err, errCrash) {
+			for _, m := range batch {
+				_ = m.NakWithDelay(c.cfg.Backoff[0])
+			}
+		}
+		return err
+	}
+	if c.afterCommit != nil {
+		if err := c.afterCommit(); err != nil {
+			return err
+		}
+	}
+	for i, m := range batch {
+		o := outcomes[i]
+		switch {
+		case o.ack:
+			_ = m.Ack()
+		case o.reason != "":
+			c.deadLetter(ctx, m, o.reason)
+		default:
+			c.retry(ctx, m, o.err)
+		}
+	}
+	return nil
+}
+
+// apply runs one message's handler inside a savepoint, so that its failure
+// undoes only its own effect.
+func (c *Consumer) apply(ctx context.Context, tx *sql.Tx, m jetstream.Msg) outcome {
+	e, err := Decode(m.Subject(), m.Headers(), m.Data())
+	if err != nil {
+		return outcome{reason: err.Error()}
+	}
+	h, ok := c.cfg.Handlers[e.Type]
+	if !ok {
+		return outcome{reason: "unknown event type " + e.Type}
+	}
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT event`); err != nil {
+		return outcome{err: err}
+	}
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+		c.cfg.Name, e.ID, time.Now().UTC())
+	if err != nil {
+		_, _ = tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT event`)
+		return outcome{err: fmt.Errorf("inbox: %w", err)}
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		_, _ = tx.ExecContext(ctx, `RELEASE SAVEPOINT event`)
+		return outcome{ack: true} // processed before: no second effect
+	}
+	if err := h(e.Context(ctx), tx, e); err != nil {
+		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT event`); rerr != nil {
+			return outcome{err: errors.Join(err, rerr)}
+		}
+		_, _ = tx.ExecContext(ctx, `RELEASE SAVEPOINT event`)
+		if p := (permanent{}); errors.As(err, &p) {
+			return outcome{err: err, reason: err.Error()}
+		}
+		return outcome{err: err}
+	}
+	if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT event`); err != nil {
+		return outcome{err: err}
+	}
+	return outcome{ack: true}
+}
+
+func (c *Consumer) retry(ctx context.Context, m jetstream.Msg, err error) {
+	meta, merr := m.Metadata()
+	if merr != nil {
+		_ = m.Nak()
+		return
+	}
+	n := int(meta.NumDelivered)
+	if n >= c.cfg.MaxDeliver {
+		c.deadLetter(ctx, m, fmt.Sprintf("failed %d times; last error: %v", n, err))
+		return
+	}
+	c.log.Debug("event failed; will retry", "subject", m.Subject(), "delivery", n, "err", err)
+	_ = m.NakWithDelay(c.cfg.Backoff[min(n-1, len(c.cfg.Backoff)-1)])
+}
+
+// Headers a dead letter carries besides the original's.
+const (
+	HdrDeadReason     = "Souk-Dead-Reason"
+	HdrDeadConsumer   = "Souk-Dead-Consumer"
+	HdrDeadStream     = "Souk-Dead-Stream"
+	HdrDeadSubject    = "Souk-Dead-Subject"
+	HdrDeadSequence   = "Souk-Dead-Sequence"
+	HdrDeadDeliveries = "Souk-Dead-Deliveries"
+	HdrDeadTime       = "Souk-Dead-Time"
+)
+
+// deadLetter copies m with the reason to the dead-letter stream, then
+// terminates m. If the copy fails, m is delivered again later.
+func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, reason string) {
+	meta, err := m.Metadata()
+	if err != nil {
+		_ = m.Nak()
+		return
+	}
+	dl := nats.NewMsg(deadLetterSubject(c.cfg.Name))
+	for k, v := range m.Headers() {
+		if k != nats.MsgIdHdr {
+			dl.Header[k] = v
+		}
+	}
+	dl.Header.Set(HdrDeadReason, reason)
+	dl.Header.Set(HdrDeadConsumer, c.cfg.Name)
+	dl.Header.Set(HdrDeadStream, meta.Stream)
+	dl.Header.Set(HdrDeadSubject, m.Subject())
+	dl.Header.Set(HdrDeadSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
+	dl.Header.Set(HdrDeadDeliveries, strconv.FormatUint(meta.NumDelivered, 10))
+	dl.Header.Set(HdrDeadTime, time.Now().UTC().Format(time.RFC3339Nano))
+	dl.Data = m.Data()
+	msgID := fmt.Sprintf("%s-%s-%d", c.cfg.Name, meta.Stream, meta.Sequence.Stream)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := c.js.PublishMsg(pctx, dl, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(DeadLetterStream)); err != nil {
+		c.log.Error("dead-letter publish failed; the event will be delivered again", "subject", m.Subject(), "err", err)
+		_ = m.NakWithDelay(c.cfg.Backoff[len(c.cfg.Backoff)-1])
+		return
+	}
+	c.log.Warn("event dead-lettered", "subject", m.Subject(), "id", m.Headers().Get(hdrID), "reason", reason)
+	_ = m.Term()
+}

@@ -1,0 +1,107 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DeadLetter is an event a consumer gave up on.
+type DeadLetter struct {
+	Seq        uint64    `json:"seq"` // its sequence in the dead-letter stream: the id to replay it by
+	Consumer   string    `json:"consumer"`
+	Stream     string    `json:"stream"`
+	Subject    string    `json:"subject"`
+	EventID    string    `json:"event_id"`
+	Reason     string    `json:"reason"`
+	Deliveries int       `json:"deliveries"`
+	Time       time.Time `json:"time"`
+	Data       string    `json:"data"`
+}
+
+// ListDeadLetters returns up to limit dead letters, oldest first.
+func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]DeadLetter, error) {
+	s, err := js.Stream(ctx, DeadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && len(out) < limit && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // replayed and deleted
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, deadLetterOf(m))
+	}
+	return out, nil
+}
+
+func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
+	h := m.Header
+	d := DeadLetter{
+		Seq:      m.Sequence,
+		Consumer: h.Get(HdrDeadConsumer),
+		Stream:   h.Get(HdrDeadStream),
+		Subject:  h.Get(HdrDeadSubject),
+		EventID:  h.Get(hdrID),
+		Reason:   h.Get(HdrDeadReason),
+		Data:     string(m.Data),
+	}
+	d.Deliveries, _ = strconv.Atoi(h.Get(HdrDeadDeliveries))
+	d.Time, _ = time.Parse(time.RFC3339Nano, h.Get(HdrDeadTime))
+	return d
+}
+
+// ReplayDeadLetter publishes the dead letter seq again on its original
+// subject and, once the broker has it, deletes it from the dead-letter
+// stream. Every consumer of that subject sees it again; those that
+// processed it before drop it through their inbox.
+func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (DeadLetter, error) {
+	s, err := js.Stream(ctx, DeadLetterStream)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	raw, err := s.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return DeadLetter{}, fmt.Errorf("no dead letter %d", seq)
+	}
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	d := deadLetterOf(raw)
+	if d.Subject == "" || d.Stream == "" {
+		return d, fmt.Errorf("dead letter %d does not say where it came from", seq)
+	}
+	m := nats.NewMsg(d.Subject)
+	for k, v := range raw.Header {
+		if !strings.HasPrefix(k, "Souk-Dead-") && k != nats.MsgIdHdr {
+			m.Header[k] = v
+		}
+	}
+	m.Data = raw.Data
+	// A msg id of its own: the original's may still be in the broker's
+	// dedupe window, and replaying the same dead letter twice publishes once.
+	if _, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(fmt.Sprintf("replay-%d-%s", seq, d.EventID)), jetstream.WithExpectStream(d.Stream)); err != nil {
+		return d, fmt.Errorf("replay %d to %s: %w", seq, d.Subject, err)
+	}
+	if err := s.DeleteMsg(ctx, seq); err != nil {
+		return d, fmt.Errorf("replayed %d, but could not delete it from the dead letters: %w", seq, err)
+	}
+	return d, nil
+}

@@ -1,0 +1,559 @@
+package events
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/souk-shop/souk/internal/testenv"
+	"github.com/souk-shop/souk/platform/store"
+)
+
+var long = flag.Bool("long", false, "run the long variants: each crash point 20 times")
+
+// env is one producer service's database and outbox, a consumer database,
+// and a broker, all fresh.
+type env struct {
+	db      *store.DB
+	js      jetstream.JetStream
+	nc      *nats.Conn
+	outbox  *Outbox
+	service string
+	typ     string // the event type the tests publish
+}
+
+// forEachEngine runs fn on every database engine with every broker.
+func forEachEngine(t *testing.T, fn func(t *testing.T, e *env)) {
+	for _, db := range testenv.Databases() {
+		for _, b := range testenv.Brokers() {
+			t.Run(db.Name+"+"+b.Name, func(t *testing.T) {
+				fn(t, newEnv(t, db, b))
+			})
+		}
+	}
+}
+
+func newEnv(t *testing.T, dbe testenv.Database, b testenv.Broker) *env {
+	ctx := context.Background()
+	db, err := store.Open(ctx, dbe.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if err := Migrate(ctx, db, "test", testenv.Logger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, `CREATE TABLE effects (event_id TEXT NOT NULL, subject TEXT NOT NULL, n BIGINT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	nc := b.Connect(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{db: db, js: js, nc: nc, outbox: NewOutbox(db), service: testenv.Name("t")}
+	e.typ = "souk." + e.service + ".v1.Thing"
+	cfg := DefaultStreamConfig()
+	if err := EnsureStream(ctx, js, e.service, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := EnsureDeadLetterStream(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_ = js.DeleteStream(ctx, StreamName(e.service))
+		if s, err := js.Stream(ctx, DeadLetterStream); err == nil {
+			_ = s.Purge(ctx, jetstream.WithPurgeSubject(deadLetterSubject(e.consumerName())))
+		}
+	})
+	return e
+}
+
+func (e *env) consumerName() string { return e.service + "-effects" }
+
+// write commits n events, tx events to a transaction, about subjects
+// s0..s(aggregates-1) in turn, numbered from first.
+func (e *env) write(t *testing.T, first, n, perTx, aggregates int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := first; i < first+n; i += perTx {
+		err := e.outbox.Do(ctx, func(tx *sql.Tx) ([]Event, error) {
+			var evs []Event
+			for j := i; j < min(i+perTx, first+n); j++ {
+				ev, err := New(ctx, e.typ, fmt.Sprint("s", j%aggregates), map[string]int{"n": j})
+				if err != nil {
+					return nil, err
+				}
+				evs = append(evs, ev)
+			}
+			return evs, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// effectHandler records each event's effect; it does not dedupe, so that a
+// doubled effect shows as two rows.
+func effectHandler(ctx context.Context, tx *sql.Tx, ev Event) error {
+	var d struct{ N *int64 }
+	if err := json.Unmarshal(ev.Data, &d); err != nil || d.N == nil {
+		return Permanent(fmt.Errorf("data %s: want {\"n\": <int>}", ev.Data))
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, subject, n) VALUES ($1, $2, $3)`, ev.ID, ev.Subject, *d.N)
+	return err
+}
+
+func (e *env) consumer(t *testing.T, h Handler, tune func(*ConsumerConfig)) *Consumer {
+	cfg := ConsumerConfig{
+		Name:       e.consumerName(),
+		Stream:     StreamName(e.service),
+		Handlers:   map[string]Handler{e.typ: h},
+		AckWait:    time.Second,
+		MaxDeliver: 3,
+		Backoff:    []time.Duration{10 * time.Millisecond},
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	return NewConsumer(e.db, e.js, cfg, testenv.Logger(t))
+}
+
+// run starts fn in the background until the test ends or stop is called;
+// stop returns fn's error.
+func run(t *testing.T, fn func(context.Context) error) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	var once atomic.Bool
+	stop = func() error {
+		if once.Swap(true) {
+			return nil
+		}
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			return errors.New("did not stop in 10s")
+		}
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func (e *env) startRelay(t *testing.T) (stop func() error) {
+	r := NewRelay(e.outbox, e.js, e.service, RelayConfig{}, testenv.Logger(t))
+	return run(t, func(ctx context.Context) error { r.Run(ctx); return nil })
+}
+
+// effects counts the rows in effects per event number.
+func (e *env) effects(t *testing.T) map[int64]int {
+	t.Helper()
+	rows, err := e.db.Query(`SELECT n FROM effects`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[int64]int{}
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		got[n]++
+	}
+	return got
+}
+
+// waitEffects waits until events 0..n-1 each have an effect, then checks
+// that none has two and nothing else has one.
+func (e *env) waitEffects(t *testing.T, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var got map[int64]int
+	for {
+		got = e.effects(t)
+		if len(got) >= n || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.waitDrained(t, within)
+	got = e.effects(t)
+	lost, doubled := 0, 0
+	for i := range int64(n) {
+		switch got[i] {
+		case 0:
+			lost++
+		case 1:
+		default:
+			doubled++
+		}
+	}
+	if lost > 0 || doubled > 0 || len(got) != n {
+		t.Fatalf("of %d events: %d lost, %d with more than one effect, %d distinct effects", n, lost, doubled, len(got))
+	}
+}
+
+// waitDrained waits until the consumer has nothing pending or unacked, so
+// that no redelivery still to come could add an effect after the check.
+func (e *env) waitDrained(t *testing.T, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		c, err := e.js.Consumer(context.Background(), StreamName(e.service), e.consumerName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer not drained after %s: %d pending, %d unacked, %d redelivered", within, info.NumPending, info.NumAckPending, info.NumRedelivered)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// streamCount is how many messages the producer's stream holds.
+func (e *env) streamCount(t *testing.T) uint64 {
+	t.Helper()
+	s, err := e.js.Stream(context.Background(), StreamName(e.service))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestEnvelope(t *testing.T) {
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithRemoteSpanContext(context.Background(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	ev, err := New(ctx, "souk.users.v1.UserRegistered", "u1", map[string]string{"email": "a@b.c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ev.Msg()
+	if m.Subject != ev.Type || m.Header.Get(nats.MsgIdHdr) != ev.ID || ev.Source != "/souk/users" {
+		t.Fatalf("message %s %v for %+v", m.Subject, m.Header, ev)
+	}
+	got, err := Decode(m.Subject, m.Header, m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != ev.ID || got.Type != ev.Type || got.Subject != "u1" || !got.Time.Equal(ev.Time) || string(got.Data) != string(ev.Data) {
+		t.Fatalf("Decode = %+v, want %+v", got, ev)
+	}
+	if sc := trace.SpanContextFromContext(got.Context(context.Background())); sc.TraceID() != tid {
+		t.Fatalf("trace id after the trip: %s, want %s (traceparent %q)", sc.TraceID(), tid, got.TraceParent)
+	}
+
+	if _, err := New(ctx, "users.UserRegistered", "u1", nil); err == nil {
+		t.Error("New accepted an unversioned type")
+	}
+	breakers := map[string]func(*nats.Msg){
+		"no specversion":     func(m *nats.Msg) { m.Header.Del(hdrSpecVersion) },
+		"no id":              func(m *nats.Msg) { m.Header.Del(hdrID) },
+		"type not subject":   func(m *nats.Msg) { m.Header.Set(hdrType, "souk.users.v1.Other") },
+		"bad time":           func(m *nats.Msg) { m.Header.Set(hdrTime, "yesterday") },
+		"not json":           func(m *nats.Msg) { m.Data = []byte("{nope") },
+		"other content type": func(m *nats.Msg) { m.Header.Set(hdrContentType, "text/plain") },
+		"no headers":         func(m *nats.Msg) { m.Header = nats.Header{} },
+	}
+	for name, breakIt := range breakers {
+		m := ev.Msg()
+		breakIt(m)
+		if _, err := Decode(m.Subject, m.Header, m.Data); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: Decode = %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+// TestOutboxToConsumer runs the happy path: events written in transactions
+// arrive once each, in order per aggregate, with the trace context.
+func TestOutboxToConsumer(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		e.startRelay(t)
+		var order []string
+		var outOfOrder atomic.Int64
+		last := map[string]int64{}
+		h := func(ctx context.Context, tx *sql.Tx, ev Event) error {
+			var d struct{ N int64 }
+			json.Unmarshal(ev.Data, &d)
+			if d.N < last[ev.Subject] {
+				outOfOrder.Add(1)
+			}
+			last[ev.Subject] = d.N
+			order = append(order, ev.Subject)
+			return effectHandler(ctx, tx, ev)
+		}
+		run(t, e.consumer(t, h, nil).Run)
+		e.write(t, 0, 500, 7, 10)
+		e.waitEffects(t, 500, 10*time.Second)
+		if n := outOfOrder.Load(); n > 0 {
+			t.Fatalf("%d events arrived before an earlier event of the same aggregate", n)
+		}
+		if got := e.streamCount(t); got != 500 {
+			t.Fatalf("stream holds %d messages for 500 events", got)
+		}
+		// The relay marks a batch sent after the broker acks it, which may
+		// be after the consumer has already applied it.
+		var unsent int
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if e.db.QueryRow(`SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL`).Scan(&unsent); unsent == 0 {
+				break
+			}
+		}
+		if unsent != 0 {
+			t.Fatalf("%d outbox rows still unsent 5s after their effects", unsent)
+		}
+	})
+}
+
+// TestCrashPoints stops the relay or the consumer, as a kill would, at each
+// point where a crash could lose or double an event, and checks that after
+// a restart every event has exactly one effect.
+func TestCrashPoints(t *testing.T) {
+	rounds := 3
+	if *long {
+		rounds = 20
+	}
+	points := []struct {
+		name  string
+		crash func(t *testing.T, e *env, first, n int)
+	}{
+		{"after the business commit, before publish", func(t *testing.T, e *env, first, n int) {
+			e.write(t, first, n, 5, 4) // committed; the process dies before any relay runs
+			stop := e.startRelay(t)    // the restarted process
+			defer stop()
+			defer run(t, e.consumer(t, effectHandler, nil).Run)()
+			e.waitEffects(t, first+n, 10*time.Second)
+		}},
+		{"after the publish ack, before marking sent", func(t *testing.T, e *env, first, n int) {
+			e.write(t, first, n, 5, 4)
+			r := NewRelay(e.outbox, e.js, e.service, RelayConfig{}, testenv.Logger(t))
+			r.afterPublish = func() error { return errCrash }
+			if _, err := r.Flush(context.Background()); !errors.Is(err, errCrash) {
+				t.Fatalf("Flush with a crash after publish = %v", err)
+			}
+			stop := e.startRelay(t) // republishes every row; the broker drops the copies
+			defer stop()
+			defer run(t, e.consumer(t, effectHandler, nil).Run)()
+			e.waitEffects(t, first+n, 10*time.Second)
+			if got := e.streamCount(t); got != uint64(first+n) {
+				t.Fatalf("the stream holds %d messages for %d events: the broker let a copy through", got, first+n)
+			}
+		}},
+		{"after the consumer's effect, before its inbox commit", func(t *testing.T, e *env, first, n int) {
+			stop := e.startRelay(t)
+			defer stop()
+			e.write(t, first, n, 5, 4)
+			c := e.consumer(t, effectHandler, nil)
+			crashed := make(chan struct{})
+			c.afterEffects = func() error { close(crashed); return errCrash }
+			stopC := run(t, c.Run)
+			waitCrash(t, crashed)
+			if err := stopC(); !errors.Is(err, errCrash) {
+				t.Fatalf("consumer stopped with %v, want the simulated crash", err)
+			}
+			defer run(t, e.consumer(t, effectHandler, nil).Run)()
+			e.waitEffects(t, first+n, 10*time.Second)
+		}},
+		{"after the inbox commit, before the ack", func(t *testing.T, e *env, first, n int) {
+			stop := e.startRelay(t)
+			defer stop()
+			e.write(t, first, n, 5, 4)
+			c := e.consumer(t, effectHandler, nil)
+			crashed := make(chan struct{})
+			c.afterCommit = func() error { close(crashed); return errCrash }
+			stopC := run(t, c.Run)
+			waitCrash(t, crashed)
+			if err := stopC(); !errors.Is(err, errCrash) {
+				t.Fatalf("consumer stopped with %v, want the simulated crash", err)
+			}
+			defer run(t, e.consumer(t, effectHandler, nil).Run)()
+			e.waitEffects(t, first+n, 10*time.Second)
+		}},
+	}
+	for _, p := range points {
+		t.Run(p.name, func(t *testing.T) {
+			forEachEngine(t, func(t *testing.T, e *env) {
+				const n = 40
+				for round := range rounds {
+					p.crash(t, e, round*n, n)
+				}
+			})
+		})
+	}
+}
+
+func waitCrash(t *testing.T, crashed chan struct{}) {
+	t.Helper()
+	select {
+	case <-crashed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the crash point was not reached in 10s")
+	}
+}
+
+// TestRedelivery publishes every event of a 10k batch three times under
+// different message ids, so the broker keeps all three, and checks that the
+// consumer's inbox lets exactly one effect through per event.
+func TestRedelivery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("30k messages")
+	}
+	const n = 10_000
+	forEachEngine(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		var futures []jetstream.PubAckFuture
+		for i := range n {
+			ev, _ := New(ctx, e.typ, fmt.Sprint("s", i%16), map[string]int{"n": i})
+			for copy := range 3 {
+				f, err := e.js.PublishMsgAsync(ev.Msg(), jetstream.WithMsgID(fmt.Sprintf("%s-%d", ev.ID, copy)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				futures = append(futures, f)
+			}
+		}
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				t.Fatal(err)
+			}
+		}
+		if got := e.streamCount(t); got != 3*n {
+			t.Fatalf("stream holds %d, want %d", got, 3*n)
+		}
+		run(t, e.consumer(t, effectHandler, func(c *ConsumerConfig) { c.AckWait = 30 * time.Second }).Run)
+		e.waitEffects(t, n, 60*time.Second)
+		var inbox int
+		e.db.QueryRow(`SELECT COUNT(*) FROM inbox`).Scan(&inbox)
+		if inbox != n {
+			t.Fatalf("inbox holds %d ids, want %d", inbox, n)
+		}
+	})
+}
+
+// TestDeadLetters checks that a failing event, an unknown type and a
+// malformed payload end in the dead-letter stream with their reason, that
+// the consumer carries on, and that a replayed dead letter has its effect
+// once.
+func TestDeadLetters(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		var broken atomic.Bool
+		broken.Store(true)
+		var tries atomic.Int64
+		h := func(ctx context.Context, tx *sql.Tx, ev Event) error {
+			if ev.Subject == "poison" && broken.Load() {
+				tries.Add(1)
+				return errors.New("the warehouse is on fire")
+			}
+			return effectHandler(ctx, tx, ev)
+		}
+		wide := func(c *ConsumerConfig) { c.Subjects = []string{"souk." + e.service + ".>"} }
+		run(t, e.consumer(t, h, wide).Run)
+		e.startRelay(t)
+
+		publish := func(m *nats.Msg) {
+			if _, err := e.js.PublishMsg(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		poison, _ := New(ctx, e.typ, "poison", map[string]int{"n": 0})
+		publish(poison.Msg())
+		unknown, _ := New(ctx, "souk."+e.service+".v9.Thing", "x", map[string]int{"n": 99})
+		publish(unknown.Msg())
+		bad, _ := New(ctx, e.typ, "bad", map[string]string{"n": "not a number"})
+		publish(bad.Msg())
+		garbage := nats.NewMsg(e.typ)
+		garbage.Data = []byte("\x00\x01 not an event")
+		publish(garbage)
+		e.write(t, 1, 5, 1, 1) // good events after the bad ones still flow
+
+		deadline := time.Now().Add(10 * time.Second)
+		var mine []DeadLetter
+		for len(mine) < 4 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+			all, err := ListDeadLetters(ctx, e.js, 10_000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mine = mine[:0]
+			for _, d := range all {
+				if d.Consumer == e.consumerName() {
+					mine = append(mine, d)
+				}
+			}
+		}
+		reasons := map[string]DeadLetter{}
+		for _, d := range mine {
+			reasons[d.Reason] = d
+		}
+		want := []struct{ reason, id string }{
+			{"failed 3 times; last error: the warehouse is on fire", poison.ID},
+			{"unknown event type", unknown.ID},
+			{"want {\"n\": <int>}", bad.ID},
+			{"malformed event", ""},
+		}
+		var poisonDL DeadLetter
+		for _, w := range want {
+			found := false
+			for reason, d := range reasons {
+				if strings.Contains(reason, w.reason) && (w.id == "" || d.EventID == w.id) {
+					found = true
+					if w.id == poison.ID {
+						poisonDL = d
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no dead letter with reason %q (id %s) among %v", w.reason, w.id, reasons)
+			}
+		}
+		if tries.Load() != 3 {
+			t.Errorf("the poison event was tried %d times, want 3", tries.Load())
+		}
+		if poisonDL.Seq == 0 {
+			t.FailNow()
+		}
+		if got := e.effects(t); len(got) != 5 || got[0] != 0 {
+			t.Fatalf("effects before replay: %v, want 1..5 only", got)
+		}
+
+		broken.Store(false) // the fire is out
+		if _, err := ReplayDeadLetter(ctx, e.js, poisonDL.Seq); err != nil {
+			t.Fatal(err)
+		}
+		e.waitEffects(t, 6, 5*time.Second)
+		if _, err := ReplayDeadLetter(ctx, e.js, poisonDL.Seq); err == nil {
+			t.Fatal("a replayed dead letter could be replayed again")
+		}
+	})
+}
