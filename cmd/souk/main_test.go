@@ -17,6 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/souk-shop/souk/platform/events"
+
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/broker"
 )
@@ -273,5 +278,70 @@ func TestInstancesShareLoadAndSurviveKill(t *testing.T) {
 		if code := get(); code != 200 {
 			t.Fatalf("GET %d after a graceful stop of c: %d", i, code)
 		}
+	}
+}
+
+// TestDeadLetterCommands lists and replays a dead letter through the CLI.
+func TestDeadLetterCommands(t *testing.T) {
+	ctx := context.Background()
+	e, err := broker.StartEmbedded(broker.EmbeddedConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0"}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	nc, err := broker.Connect(e.ClientURL(), "test", testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	cfg := events.DefaultStreamConfig()
+	if err := events.EnsureStream(ctx, js, "users", cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.EnsureDeadLetterStream(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	souk := func(args ...string) (int, string) {
+		var out strings.Builder
+		code := run(ctx, append(args, "--nats", e.ClientURL()), noEnv, &out, &out)
+		return code, out.String()
+	}
+	if code, out := souk("events", "dlq", "list"); code != 0 || !strings.Contains(out, "no dead letters") {
+		t.Fatalf("list on an empty stream: %d %s", code, out)
+	}
+
+	ev, _ := events.New(ctx, "souk.users.v1.UserRegistered", "u1", map[string]string{"id": "u1"})
+	dl := ev.Msg()
+	dl.Subject = "souk.dlq.catalog-user-stats"
+	dl.Header.Del(nats.MsgIdHdr)
+	dl.Header.Set(events.HdrDeadReason, "the warehouse is on fire")
+	dl.Header.Set(events.HdrDeadConsumer, "catalog-user-stats")
+	dl.Header.Set(events.HdrDeadStream, events.StreamName("users"))
+	dl.Header.Set(events.HdrDeadSubject, ev.Type)
+	dl.Header.Set(events.HdrDeadDeliveries, "5")
+	ack, err := js.PublishMsg(ctx, dl)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, out := souk("events", "dlq", "list")
+	if code != 0 || !strings.Contains(out, ev.ID) || !strings.Contains(out, "the warehouse is on fire") {
+		t.Fatalf("list: %d %s", code, out)
+	}
+	code, out = souk("events", "dlq", "replay", strconv.FormatUint(ack.Sequence, 10))
+	if code != 0 || !strings.Contains(out, "replayed dead letter") {
+		t.Fatalf("replay: %d %s", code, out)
+	}
+	if code, out := souk("events", "dlq", "list"); code != 0 || !strings.Contains(out, "no dead letters") {
+		t.Fatalf("list after replay: %d %s", code, out)
+	}
+	s, _ := js.Stream(ctx, events.StreamName("users"))
+	got, err := s.GetLastMsgForSubject(ctx, ev.Type)
+	if err != nil || got.Header.Get("ce-id") != ev.ID || got.Header.Get(events.HdrDeadReason) != "" {
+		t.Fatalf("the replayed event on the users stream: %v %v", got, err)
+	}
+	if code, out := souk("events", "dlq", "replay", "999"); code != 1 || !strings.Contains(out, "no dead letter 999") {
+		t.Fatalf("replay of an unknown seq: %d %s", code, out)
 	}
 }

@@ -2,13 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/souk-shop/souk/platform/broker"
+	"github.com/souk-shop/souk/platform/events"
 
 	"github.com/alecthomas/kong"
 
@@ -28,6 +36,26 @@ type cli struct {
 	Up      upCmd      `cmd:"" help:"Run the whole shop in one process: embedded NATS, a SQLite file per service, every service and the gateway."`
 	Serve   serveCmd   `cmd:"" help:"Run one service, or the gateway, as its own process against an external NATS."`
 	Migrate migrateCmd `cmd:"" help:"Apply a service's database migrations and exit."`
+	Events  eventsCmd  `cmd:"" help:"Inspect the event backbone."`
+}
+
+type eventsCmd struct {
+	DLQ dlqCmd `cmd:"" name:"dlq" help:"The dead-letter stream: events consumers gave up on."`
+}
+
+type dlqCmd struct {
+	NATS   string       `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL (souk up's embedded one is nats://127.0.0.1:4223)."`
+	List   dlqListCmd   `cmd:"" help:"List dead letters, oldest first."`
+	Replay dlqReplayCmd `cmd:"" help:"Publish a dead letter again on its original subject and remove it from the dead letters."`
+}
+
+type dlqListCmd struct {
+	Limit int  `default:"100" help:"At most this many."`
+	JSON  bool `name:"json" help:"One JSON object per line, data included."`
+}
+
+type dlqReplayCmd struct {
+	Seq uint64 `arg:"" help:"The dead letter's SEQ, from dlq list."`
 }
 
 type upCmd struct {
@@ -110,6 +138,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err == nil {
 			fmt.Fprintf(stdout, "%s: migrations applied to %s\n", c.Migrate.Service, db)
 		}
+	case "events dlq list":
+		err = c.Events.DLQ.list(ctx, stdout, log)
+	case "events dlq replay <seq>":
+		err = c.Events.DLQ.replay(ctx, stdout, log)
 	default:
 		err = fmt.Errorf("unknown command %q", kctx.Command())
 	}
@@ -200,4 +232,63 @@ func wait(ctx context.Context, sys *system.System, stdout io.Writer) error {
 		fmt.Fprintln(stdout, "stopped")
 	}
 	return err
+}
+
+func (d *dlqCmd) connect(log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := broker.Connect(d.NATS, "souk-cli", log)
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+func (d *dlqCmd) list(ctx context.Context, stdout io.Writer, log *slog.Logger) error {
+	nc, js, err := d.connect(log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	dls, err := events.ListDeadLetters(ctx, js, d.List.Limit)
+	if err != nil {
+		return err
+	}
+	if d.List.JSON {
+		enc := json.NewEncoder(stdout)
+		for _, dl := range dls {
+			if err := enc.Encode(dl); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(dls) == 0 {
+		fmt.Fprintln(stdout, "no dead letters")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tCONSUMER\tSUBJECT\tEVENT ID\tTRIES\tREASON")
+	for _, dl := range dls {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", dl.Seq, dl.Time.Format(time.RFC3339), dl.Consumer,
+			dl.Subject, dl.EventID, dl.Deliveries, dl.Reason)
+	}
+	return tw.Flush()
+}
+
+func (d *dlqCmd) replay(ctx context.Context, stdout io.Writer, log *slog.Logger) error {
+	nc, js, err := d.connect(log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	dl, err := events.ReplayDeadLetter(ctx, js, d.Replay.Seq)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "replayed dead letter %d: event %s on %s\n", dl.Seq, dl.EventID, dl.Subject)
+	return nil
 }

@@ -38,7 +38,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	var served []string
 	for _, name := range ServiceNames() {
 		rt := server.NewRouter(slog.New(slog.NewTextHandler(io.Discard, nil)), telemetry.NewHTTPMetrics(prometheus.NewRegistry()))
-		services[name].routes(nil)(rt)
+		services[name].build(nil, nil).routes(rt)
 		for _, p := range rt.Patterns() {
 			method, path, _ := strings.Cut(p, " ")
 			public := "/api" + path

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"slices"
 
+	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/store"
 	"github.com/souk-shop/souk/services/catalog"
@@ -18,21 +19,32 @@ import (
 // service is what the system needs to know to run one of the shop's services.
 type service struct {
 	migrations fs.FS
-	// routes builds the service over its migrated database.
-	routes func(db *store.DB) func(*server.Router)
+	// build makes the service over its migrated database and its outbox.
+	build func(db *store.DB, outbox *events.Outbox) built
 	// defaultAddr is where it listens unless told otherwise.
 	defaultAddr string
 }
 
+// built is a service ready to run: its routes and its event consumers.
+type built struct {
+	routes    func(*server.Router)
+	consumers []events.ConsumerConfig
+}
+
 var services = map[string]service{
 	users.Name: {
-		migrations:  users.Migrations(),
-		routes:      func(db *store.DB) func(*server.Router) { return users.New(users.NewStore(db)).Routes },
+		migrations: users.Migrations(),
+		build: func(db *store.DB, outbox *events.Outbox) built {
+			return built{routes: users.New(users.NewStore(db, outbox)).Routes}
+		},
 		defaultAddr: "127.0.0.1:5001",
 	},
 	catalog.Name: {
-		migrations:  catalog.Migrations(),
-		routes:      func(db *store.DB) func(*server.Router) { return catalog.New(catalog.NewStore(db)).Routes },
+		migrations: catalog.Migrations(),
+		build: func(db *store.DB, outbox *events.Outbox) built {
+			svc := catalog.New(catalog.NewStore(db, outbox))
+			return built{routes: svc.Routes, consumers: svc.Consumers()}
+		},
 		defaultAddr: "127.0.0.1:5002",
 	},
 }

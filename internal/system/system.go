@@ -9,12 +9,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/souk-shop/souk/platform/broker"
 	"github.com/souk-shop/souk/platform/discovery"
+	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/store"
 	"github.com/souk-shop/souk/platform/telemetry"
@@ -37,6 +40,8 @@ type Config struct {
 	Gateway *GatewayConfig
 	// Registry configures the service registry.
 	Registry discovery.Config
+	// Streams says how durable the event streams are.
+	Streams events.StreamConfig
 	// Server bounds every HTTP server.
 	Server server.Config
 }
@@ -69,6 +74,8 @@ type System struct {
 	log      *slog.Logger
 	embedded *broker.Embedded
 	nc       *nats.Conn
+	js       jetstream.JetStream
+	streams  events.StreamConfig
 	stopBg   context.CancelFunc // heartbeats and the registry watcher
 	units    []*unit
 	failed   chan error
@@ -105,6 +112,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if err != nil {
 		return sys, err
 	}
+	if sys.js, err = jetstream.New(sys.nc); err != nil {
+		return sys, err
+	}
+	sys.streams = cfg.Streams
+	if sys.streams == (events.StreamConfig{}) {
+		sys.streams = events.DefaultStreamConfig()
+	}
+	if len(cfg.Services) > 0 {
+		if err := events.EnsureDeadLetterStream(ctx, sys.js, sys.streams); err != nil {
+			return sys, err
+		}
+	}
 	for _, sc := range cfg.Services {
 		if err := sys.startService(ctx, bg, sc, reg, cfg.Server); err != nil {
 			return sys, fmt.Errorf("start %s: %w", sc.Name, err)
@@ -128,6 +147,10 @@ type unit struct {
 	health *server.Health
 	reg    *discovery.Registration
 	db     *store.DB
+	relay  *events.Relay
+
+	stopWork context.CancelFunc // ends the relay and the consumers
+	work     sync.WaitGroup
 }
 
 func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *discovery.Registry, scfg server.Config) error {
@@ -145,12 +168,34 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 	if err := db.Migrate(ctx, sc.Name, def.migrations, log); err != nil {
 		return err
 	}
+	if err := events.Migrate(ctx, db, sc.Name, log); err != nil {
+		return err
+	}
+	if err := events.EnsureStream(ctx, s.js, sc.Name, s.streams); err != nil {
+		return err
+	}
+	outbox := events.NewOutbox(db)
+	svc := def.build(db, outbox)
+
+	work, stop := context.WithCancel(bg)
+	u.stopWork = stop
+	u.relay = events.NewRelay(outbox, s.js, sc.Name, events.RelayConfig{}, log)
+	u.work.Go(func() { u.relay.Run(work) })
+	for _, cc := range svc.consumers {
+		c := events.NewConsumer(db, s.js, cc, log)
+		u.work.Go(func() {
+			if err := c.Run(work); err != nil {
+				log.Error("consumer stopped", "consumer", cc.Name, "err", err)
+			}
+		})
+	}
+
 	u.health = server.NewHealth(map[string]server.Check{
 		"database": db.PingContext,
 		"nats":     broker.Check(s.nc),
 	})
 	rt := s.router(sc.Name, log, u.health)
-	def.routes(db)(rt)
+	svc.routes(rt)
 	if err := s.serve(u, sc.Addr, rt, log, scfg); err != nil {
 		return err
 	}
@@ -222,7 +267,8 @@ func (s *System) serve(u *unit, addr string, rt *server.Router, log *slog.Logger
 
 // Shutdown stops everything in the reverse order of start: each server
 // first leaves the registry and fails /readyz, then finishes its in-flight
-// requests; then databases close, and the broker last.
+// requests; then its consumers stop, its relay publishes what is left, its
+// database closes; the broker goes last.
 func (s *System) Shutdown(ctx context.Context) error {
 	var errs []error
 	for i := len(s.units) - 1; i >= 0; i-- {
@@ -235,6 +281,17 @@ func (s *System) Shutdown(ctx context.Context) error {
 		}
 		if u.srv != nil {
 			errs = append(errs, u.srv.Shutdown(ctx))
+		}
+		if u.stopWork != nil {
+			u.stopWork()
+			u.work.Wait()
+		}
+		if u.relay != nil {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			if _, err := u.relay.Flush(fctx); err != nil {
+				s.log.Warn("events left in the outbox for the next start", "service", u.name, "err", err)
+			}
+			cancel()
 		}
 		if u.db != nil {
 			errs = append(errs, u.db.Close())
@@ -301,5 +358,9 @@ func Migrate(ctx context.Context, name, dbURL string, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	return db.Migrate(ctx, name, def.migrations, log.With("service", name))
+	log = log.With("service", name)
+	if err := db.Migrate(ctx, name, def.migrations, log); err != nil {
+		return err
+	}
+	return events.Migrate(ctx, db, name, log)
 }

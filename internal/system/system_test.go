@@ -476,3 +476,32 @@ func TestExternalEngines(t *testing.T) {
 		t.Fatalf("search on PostgreSQL: %d %s", r.status, r.body)
 	}
 }
+
+// TestEventsEndToEnd registers users through the gateway and waits for the
+// catalog's read model, fed by UserRegistered events, to count them.
+func TestEventsEndToEnd(t *testing.T) {
+	sys := startSystem(t, t.TempDir(), io.Discard)
+	t.Cleanup(func() { sys.Shutdown(context.Background()) })
+	gw := sys.URLs[gateway.Name]
+	for i := range 5 {
+		if r := call(t, "POST", gw+"/api/users", fmt.Sprintf(`{"name":"U%d","email":"u%d@example.com"}`, i, i)); r.status != 201 {
+			t.Fatalf("POST user: %d %s", r.status, r.body)
+		}
+	}
+	call(t, "POST", gw+"/api/users", `{"name":"Dup","email":"u0@example.com"}`) // 409: no event
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := call(t, "GET", gw+"/api/catalog/stats", "")
+		if r.status != 200 {
+			t.Fatalf("stats: %d %s", r.status, r.body)
+		}
+		n := r.json(t)["registered_users"].(float64)
+		if n == 5 {
+			break
+		}
+		if n > 5 || time.Now().After(deadline) {
+			t.Fatalf("catalog counts %v registered users, want 5", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -160,3 +160,22 @@ func ForEachDatabase(t *testing.T, service string, migrations fs.FS, fn func(t *
 		})
 	}
 }
+
+// OutboxTypes lists the types of the events in db's outbox, oldest first.
+func OutboxTypes(t testing.TB, db *store.DB) []string {
+	t.Helper()
+	rows, err := db.Query(`SELECT type FROM outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var types []string
+	for rows.Next() {
+		var typ string
+		if err := rows.Scan(&typ); err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, typ)
+	}
+	return types
+}

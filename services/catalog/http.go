@@ -5,6 +5,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
 )
@@ -24,6 +25,25 @@ func (s *Service) Routes(rt *server.Router) {
 	rt.Handle("GET /products/{id}", s.get)
 	rt.Handle("PATCH /products/{id}", s.update)
 	rt.Handle("DELETE /products/{id}", s.delete)
+	rt.Handle("GET /catalog/stats", s.stats)
+}
+
+// Consumers are the event consumers the catalog runs.
+func (s *Service) Consumers() []events.ConsumerConfig {
+	return []events.ConsumerConfig{{
+		Name:     "catalog-user-stats",
+		Stream:   events.StreamName("users"),
+		Handlers: map[string]events.Handler{"souk.users.v1.UserRegistered": countRegistration},
+	}}
+}
+
+func (s *Service) stats(w http.ResponseWriter, r *http.Request) error {
+	st, err := s.store.Stats(r.Context())
+	if err != nil {
+		return err
+	}
+	server.WriteJSON(w, http.StatusOK, st)
+	return nil
 }
 
 type moneyRequest struct {

@@ -8,17 +8,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/store"
 )
 
-// Store keeps products in the service's database.
+// Store keeps products in the service's database, and writes the events
+// their changes imply to the outbox in the same transaction.
 type Store struct {
-	db *store.DB
+	db     *store.DB
+	outbox *events.Outbox
 }
 
-// NewStore returns a store over db, which must be migrated.
-func NewStore(db *store.DB) *Store { return &Store{db: db} }
+// NewStore returns a store over db, which must be migrated, with its
+// events going to outbox.
+func NewStore(db *store.DB, outbox *events.Outbox) *Store { return &Store{db: db, outbox: outbox} }
 
 const productColumns = `id, name, description, price_amount, price_currency, created_at, updated_at`
 
@@ -29,15 +33,18 @@ func scanProduct(row interface{ Scan(...any) error }) (Product, error) {
 	return p, err
 }
 
-// Create inserts p.
+// Create inserts p and publishes ProductCreated.
 func (s *Store) Create(ctx context.Context, p Product) error {
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO products (`+productColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		p.ID, p.Name, p.Description, p.Price.Amount, p.Price.Currency, p.CreatedAt, p.UpdatedAt)
-	if err != nil {
-		return fmt.Errorf("insert product: %w", err)
-	}
-	return nil
+	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO products (`+productColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			p.ID, p.Name, p.Description, p.Price.Amount, p.Price.Currency, p.CreatedAt, p.UpdatedAt)
+		if err != nil {
+			return nil, fmt.Errorf("insert product: %w", err)
+		}
+		ev, err := events.New(ctx, ProductCreated, p.ID, p)
+		return []events.Event{ev}, err
+	})
 }
 
 // Get returns the product with id, or NotFound.
@@ -90,34 +97,78 @@ func escapeLike(s string) string {
 }
 
 // Update applies fn to the product with id in one transaction and stores
-// the result, which it returns. An error from fn aborts the update.
+// the result, which it returns, publishing ProductUpdated and, if the price
+// changed, PriceChanged. An error from fn aborts the update.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Product) error) (Product, error) {
 	var p Product
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
 		var err error
 		if p, err = getProduct(ctx, tx, id); err != nil {
-			return err
+			return nil, err
 		}
+		old := p
 		if err := fn(&p); err != nil {
-			return err
+			return nil, err
+		}
+		if p == old {
+			return nil, nil // nothing changed: nothing to store or tell
 		}
 		p.UpdatedAt = time.Now().UTC().Truncate(time.Microsecond)
 		_, err = tx.ExecContext(ctx,
 			`UPDATE products SET name = $1, description = $2, price_amount = $3, price_currency = $4, updated_at = $5 WHERE id = $6`,
 			p.Name, p.Description, p.Price.Amount, p.Price.Currency, p.UpdatedAt, p.ID)
-		return err
+		if err != nil {
+			return nil, fmt.Errorf("update product: %w", err)
+		}
+		updated, err := events.New(ctx, ProductUpdated, p.ID, p)
+		if err != nil || p.Price == old.Price {
+			return []events.Event{updated}, err
+		}
+		priced, err := events.New(ctx, PriceChanged, p.ID, PriceChangedData{ID: p.ID, Old: old.Price, New: p.Price})
+		return []events.Event{updated, priced}, err
 	})
 	return p, err
 }
 
-// Delete removes the product with id, or returns NotFound.
+// Delete removes the product with id and publishes ProductDeleted, or
+// returns NotFound.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM products WHERE id = $1`, id)
+	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+		res, err := tx.ExecContext(ctx, `DELETE FROM products WHERE id = $1`, id)
+		if err != nil {
+			return nil, fmt.Errorf("delete product: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, problem.New(problem.NotFound, "product %s not found", id)
+		}
+		ev, err := events.New(ctx, ProductDeleted, id, ProductDeletedData{ID: id})
+		return []events.Event{ev}, err
+	})
+}
+
+// Stats are the catalog's admin figures.
+type Stats struct {
+	Products int64 `json:"products"`
+	// RegisteredUsers counts the users service's UserRegistered events:
+	// a read model kept by a consumer, not a query of another service's
+	// database.
+	RegisteredUsers int64 `json:"registered_users"`
+}
+
+// Stats counts products and registered users.
+func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	err := s.db.QueryRowContext(ctx,
+		`SELECT (SELECT COUNT(*) FROM products), registered_users FROM user_stats WHERE id = 1`).
+		Scan(&st.Products, &st.RegisteredUsers)
 	if err != nil {
-		return fmt.Errorf("delete product: %w", err)
+		return Stats{}, fmt.Errorf("stats: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return problem.New(problem.NotFound, "product %s not found", id)
-	}
-	return nil
+	return st, nil
+}
+
+// countRegistration is the effect of one UserRegistered event.
+func countRegistration(ctx context.Context, tx *sql.Tx, _ events.Event) error {
+	_, err := tx.ExecContext(ctx, `UPDATE user_stats SET registered_users = registered_users + 1 WHERE id = 1`)
+	return err
 }

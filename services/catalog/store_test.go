@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/souk-shop/souk/internal/testenv"
+	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/store"
@@ -16,7 +18,10 @@ import (
 // TestStore is the store's contract, run against every database engine.
 func TestStore(t *testing.T) {
 	testenv.ForEachDatabase(t, Name, Migrations(), func(t *testing.T, db *store.DB) {
-		testStore(t, NewStore(db))
+		if err := events.Migrate(context.Background(), db, Name, testenv.Logger(t)); err != nil {
+			t.Fatal(err)
+		}
+		testStore(t, NewStore(db, events.NewOutbox(db)), db)
 	})
 }
 
@@ -25,7 +30,7 @@ func newProduct(name string, cents int64) Product {
 	return Product{ID: server.NewID(), Name: name, Description: "a " + name, Price: Money{cents, "EUR"}, CreatedAt: now, UpdatedAt: now}
 }
 
-func testStore(t *testing.T, st *Store) {
+func testStore(t *testing.T, st *Store, db *store.DB) {
 	ctx := context.Background()
 	lamp := newProduct("Brass Lamp", 4999)
 	if err := st.Create(ctx, lamp); err != nil {
@@ -52,6 +57,39 @@ func testStore(t *testing.T, st *Store) {
 		if err := st.Create(ctx, newProduct("Broken", -1)); err == nil {
 			t.Fatal("Create with price -1 succeeded")
 		}
+	})
+
+	t.Run("every change publishes what it changed, and only if it committed", func(t *testing.T) {
+		want := []string{ProductCreated}
+		check := func(step string) {
+			t.Helper()
+			if got := testenv.OutboxTypes(t, db); !slices.Equal(got, want) {
+				t.Fatalf("after %s the outbox holds %v, want %v", step, got, want)
+			}
+		}
+		check("create")
+		if _, err := st.Update(ctx, lamp.ID, func(p *Product) error { p.Name = "Brass Lamp II"; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ProductUpdated)
+		check("a rename")
+		if _, err := st.Update(ctx, lamp.ID, func(p *Product) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		check("an update that changes nothing")
+		if _, err := st.Update(ctx, lamp.ID, func(p *Product) error { p.Price.Amount = 1; return errors.New("no") }); err == nil {
+			t.Fatal("want the update function's error")
+		}
+		check("an aborted update")
+		if err := st.Delete(ctx, server.NewID()); err == nil {
+			t.Fatal("deleted an unknown product")
+		}
+		check("a failed delete")
+		if _, err := st.Update(ctx, lamp.ID, func(p *Product) error { p.Price.Amount = 4500; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ProductUpdated, PriceChanged)
+		check("a price change")
 	})
 
 	t.Run("update changes the price", func(t *testing.T) {
@@ -108,6 +146,9 @@ func testStore(t *testing.T, st *Store) {
 	t.Run("delete removes", func(t *testing.T) {
 		if err := st.Delete(ctx, lamp.ID); err != nil {
 			t.Fatal(err)
+		}
+		if types := testenv.OutboxTypes(t, db); types[len(types)-1] != ProductDeleted {
+			t.Fatalf("outbox after delete ends with %s", types[len(types)-1])
 		}
 		all, _ := st.List(ctx, "", "", 100)
 		if len(all) != len(names) {

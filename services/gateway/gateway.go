@@ -35,6 +35,7 @@ type Route struct {
 var DefaultRoutes = []Route{
 	{Prefix: "/api/users", Service: "users"},
 	{Prefix: "/api/products", Service: "catalog"},
+	{Prefix: "/api/catalog", Service: "catalog"},
 }
 
 // apiPrefix is removed from the path before a request is forwarded.

@@ -7,17 +7,21 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/store"
 )
 
-// Store keeps users in the service's database.
+// Store keeps users in the service's database, and writes the events their
+// changes imply to the outbox in the same transaction.
 type Store struct {
-	db *store.DB
+	db     *store.DB
+	outbox *events.Outbox
 }
 
-// NewStore returns a store over db, which must be migrated.
-func NewStore(db *store.DB) *Store { return &Store{db: db} }
+// NewStore returns a store over db, which must be migrated, with its
+// events going to outbox.
+func NewStore(db *store.DB, outbox *events.Outbox) *Store { return &Store{db: db, outbox: outbox} }
 
 const userColumns = `id, name, email, created_at, updated_at`
 
@@ -28,18 +32,22 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	return u, err
 }
 
-// Create inserts u. A taken email is a Conflict.
+// Create inserts u and publishes UserRegistered. A taken email is a
+// Conflict.
 func (s *Store) Create(ctx context.Context, u User) error {
-	_, err := s.db.ExecContext(ctx,
-		`INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5)`,
-		u.ID, u.Name, u.Email, u.CreatedAt, u.UpdatedAt)
-	if store.IsUniqueViolation(err) {
-		return problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
-	}
-	if err != nil {
-		return fmt.Errorf("insert user: %w", err)
-	}
-	return nil
+	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5)`,
+			u.ID, u.Name, u.Email, u.CreatedAt, u.UpdatedAt)
+		if store.IsUniqueViolation(err) {
+			return nil, problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("insert user: %w", err)
+		}
+		ev, err := events.New(ctx, UserRegistered, u.ID, UserRegisteredData{ID: u.ID, Name: u.Name, Email: u.Email, RegisteredAt: u.CreatedAt})
+		return []events.Event{ev}, err
+	})
 }
 
 // Get returns the user with id, or NotFound.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/souk-shop/souk/internal/testenv"
+	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/store"
@@ -16,7 +18,10 @@ import (
 // TestStore is the store's contract, run against every database engine.
 func TestStore(t *testing.T) {
 	testenv.ForEachDatabase(t, Name, Migrations(), func(t *testing.T, db *store.DB) {
-		testStore(t, NewStore(db))
+		if err := events.Migrate(context.Background(), db, Name, testenv.Logger(t)); err != nil {
+			t.Fatal(err)
+		}
+		testStore(t, NewStore(db, events.NewOutbox(db)), db)
 	})
 }
 
@@ -32,12 +37,19 @@ func wantCode(t *testing.T, call string, err error, want problem.Code) {
 	}
 }
 
-func testStore(t *testing.T, st *Store) {
+func testStore(t *testing.T, st *Store, db *store.DB) {
 	ctx := context.Background()
 	ada := newUser("Ada", "ada@example.com")
 	if err := st.Create(ctx, ada); err != nil {
 		t.Fatalf("Create(ada): %v", err)
 	}
+
+	t.Run("create publishes UserRegistered; a failed create nothing", func(t *testing.T) {
+		_ = st.Create(ctx, newUser("Ada twin", "ada@example.com"))
+		if got := testenv.OutboxTypes(t, db); !slices.Equal(got, []string{UserRegistered}) {
+			t.Fatalf("outbox after one create and one duplicate: %v", got)
+		}
+	})
 
 	t.Run("get returns what was created", func(t *testing.T) {
 		got, err := st.Get(ctx, ada.ID)
