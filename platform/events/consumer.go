@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -198,17 +200,45 @@ type outcome struct {
 // errCrash is returned by the test hooks.
 var errCrash = errors.New("simulated crash")
 
+// errHandlerFailed makes a batch start again, event by event.
+var errHandlerFailed = errors.New("a handler failed")
+
+// process applies a batch in one transaction. The fast path records every
+// id in the inbox with one statement and runs the handlers of the new ones;
+// if a handler fails, the transaction is rolled back and the batch runs
+// again with a savepoint per event, so that the failure undoes only its own
+// effect and the rest of the batch commits.
 func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 	outcomes := make([]outcome, len(batch))
+	evs := make([]Event, len(batch))
+	for i, m := range batch {
+		e, err := Decode(m.Subject(), m.Headers(), m.Data())
+		switch {
+		case err != nil:
+			outcomes[i] = outcome{reason: err.Error()}
+		case c.cfg.Handlers[e.Type] == nil:
+			outcomes[i] = outcome{reason: "unknown event type " + e.Type}
+		}
+		evs[i] = e
+	}
+	decided := slices.Clone(outcomes)
 	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
-		for i, m := range batch {
-			outcomes[i] = c.apply(ctx, tx, m)
+		if err := c.applyBatch(ctx, tx, evs, outcomes); err != nil {
+			return err
 		}
-		if c.afterEffects != nil {
-			return c.afterEffects()
-		}
-		return nil
+		return c.hook(c.afterEffects)
 	})
+	if errors.Is(err, errHandlerFailed) {
+		copy(outcomes, decided)
+		err = c.db.InTx(ctx, func(tx *sql.Tx) error {
+			for i := range evs {
+				if outcomes[i] == (outcome{}) {
+					outcomes[i] = c.applyOne(ctx, tx, evs[i])
+				}
+			}
+			return c.hook(c.afterEffects)
+		})
+	}
 	if err != nil {
 		if !errors.Is(err, errCrash) {
 			for _, m := range batch {
@@ -217,10 +247,8 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 		}
 		return err
 	}
-	if c.afterCommit != nil {
-		if err := c.afterCommit(); err != nil {
-			return err
-		}
+	if err := c.hook(c.afterCommit); err != nil {
+		return err
 	}
 	for i, m := range batch {
 		o := outcomes[i]
@@ -236,17 +264,69 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 	return nil
 }
 
-// apply runs one message's handler inside a savepoint, so that its failure
-// undoes only its own effect.
-func (c *Consumer) apply(ctx context.Context, tx *sql.Tx, m jetstream.Msg) outcome {
-	e, err := Decode(m.Subject(), m.Headers(), m.Data())
+func (c *Consumer) hook(h func() error) error {
+	if h == nil {
+		return nil
+	}
+	return h()
+}
+
+// applyBatch records the ids of the undecided events in the inbox with one
+// statement and runs the handlers of those it had not seen.
+func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, outcomes []outcome) error {
+	now := time.Now().UTC()
+	var values strings.Builder
+	var args []any
+	for i, e := range evs {
+		if outcomes[i] != (outcome{}) {
+			continue
+		}
+		if len(args) > 0 {
+			values.WriteByte(',')
+		}
+		fmt.Fprintf(&values, "($%d, $%d, $%d)", len(args)+1, len(args)+2, len(args)+3)
+		args = append(args, c.cfg.Name, e.ID, now)
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `INSERT INTO inbox (consumer, event_id, processed_at) VALUES `+
+		values.String()+` ON CONFLICT DO NOTHING RETURNING event_id`, args...)
 	if err != nil {
-		return outcome{reason: err.Error()}
+		return fmt.Errorf("inbox: %w", err)
 	}
-	h, ok := c.cfg.Handlers[e.Type]
-	if !ok {
-		return outcome{reason: "unknown event type " + e.Type}
+	fresh := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return fmt.Errorf("inbox: %w", err)
+		}
+		fresh[id] = true
 	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("inbox: %w", err)
+	}
+	for i, e := range evs {
+		if outcomes[i] != (outcome{}) {
+			continue
+		}
+		outcomes[i] = outcome{ack: true}
+		if !fresh[e.ID] {
+			continue // processed before, or earlier in this batch: no second effect
+		}
+		delete(fresh, e.ID)
+		if err := c.cfg.Handlers[e.Type](e.Context(ctx), tx, e); err != nil {
+			return errHandlerFailed
+		}
+	}
+	return nil
+}
+
+// applyOne runs one event's handler inside a savepoint, so that its failure
+// undoes only its own effect.
+func (c *Consumer) applyOne(ctx context.Context, tx *sql.Tx, e Event) outcome {
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT event`); err != nil {
 		return outcome{err: err}
 	}
@@ -261,12 +341,12 @@ func (c *Consumer) apply(ctx context.Context, tx *sql.Tx, m jetstream.Msg) outco
 		_, _ = tx.ExecContext(ctx, `RELEASE SAVEPOINT event`)
 		return outcome{ack: true} // processed before: no second effect
 	}
-	if err := h(e.Context(ctx), tx, e); err != nil {
+	if err := c.cfg.Handlers[e.Type](e.Context(ctx), tx, e); err != nil {
 		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT event`); rerr != nil {
 			return outcome{err: errors.Join(err, rerr)}
 		}
 		_, _ = tx.ExecContext(ctx, `RELEASE SAVEPOINT event`)
-		if p := (permanent{}); errors.As(err, &p) {
+		if _, ok := errors.AsType[permanent](err); ok {
 			return outcome{err: err, reason: err.Error()}
 		}
 		return outcome{err: err}

@@ -110,7 +110,7 @@ func (r *Relay) flushBatch(ctx context.Context) (int, error) {
 		// SQLite: no transaction around the publish, which would hold the
 		// database's one write lock for its whole duration. Two processes
 		// on one file may both publish a row; the broker drops the copy.
-		return r.publishPending(ctx, r.outbox.db.DB)
+		return r.publishPending(ctx, r.outbox.db)
 	}
 	var n int
 	err := r.outbox.db.InTx(ctx, func(tx *sql.Tx) error {

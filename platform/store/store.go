@@ -33,10 +33,35 @@ const (
 	Postgres Dialect = "postgres"
 )
 
-// DB is a connection pool and the engine it talks to.
+// DB is a connection pool and the engine it talks to. Queries run on the
+// embedded pool; ExecContext, BeginTx and InTx run on the writer. On
+// PostgreSQL both are the same pool. On SQLite, which takes one writer at a
+// time, the writer is a pool of one connection: writers queue in Go, in
+// order, instead of polling SQLite's lock with sleeps of up to 100 ms, and
+// the readers are read-only connections that WAL lets run beside it.
 type DB struct {
 	*sql.DB
 	Dialect Dialect
+	writer  *sql.DB
+}
+
+// ExecContext runs a statement that changes data, on the writer.
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return db.writer.ExecContext(ctx, query, args...)
+}
+
+// BeginTx starts a transaction on the writer.
+func (db *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+	return db.writer.BeginTx(ctx, opts)
+}
+
+// Close closes the readers and the writer.
+func (db *DB) Close() error {
+	err := db.DB.Close()
+	if db.writer != db.DB {
+		err = errors.Join(err, db.writer.Close())
+	}
+	return err
 }
 
 // Open connects to url: postgres://… or postgresql://… for PostgreSQL, and
@@ -55,7 +80,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		pool.SetMaxOpenConns(max(8, 4*runtime.GOMAXPROCS(0)))
 		pool.SetMaxIdleConns(max(8, 4*runtime.GOMAXPROCS(0)))
 		pool.SetConnMaxIdleTime(5 * time.Minute)
-		db = &DB{DB: pool, Dialect: Postgres}
+		db = &DB{DB: pool, Dialect: Postgres, writer: pool}
 	default:
 		path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//")
 		if path == "" {
@@ -70,16 +95,29 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		}
 		dsn := "file:" + path + sep + "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
 			"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate&_time_format=sqlite"
-		pool, err := sql.Open("sqlite", dsn)
+		writer, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 		}
+		writer.SetMaxOpenConns(1)
+		writer.SetMaxIdleConns(1)
+		readers, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+		if err != nil {
+			writer.Close()
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
 		// Every connection keeps its pragmas; keep them open rather than
-		// paying for a new one. WAL lets readers run beside the one writer.
+		// paying for new ones.
 		n := max(4, runtime.GOMAXPROCS(0))
-		pool.SetMaxOpenConns(n)
-		pool.SetMaxIdleConns(n)
-		db = &DB{DB: pool, Dialect: SQLite}
+		readers.SetMaxOpenConns(n)
+		readers.SetMaxIdleConns(n)
+		db = &DB{DB: readers, Dialect: SQLite, writer: writer}
+		// The writer creates the file and sets WAL mode before any reader,
+		// which is read-only, opens it.
+		if err := writer.PingContext(ctx); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("connect to sqlite database: %w", err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -108,7 +146,7 @@ func (db *DB) Migrate(ctx context.Context, service string, fsys fs.FS, log *slog
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(dialect, db.DB, fsys, opts...)
+	p, err := goose.NewProvider(dialect, db.writer, fsys, opts...)
 	if err != nil {
 		return fmt.Errorf("migrations of %s: %w", service, err)
 	}
@@ -123,8 +161,8 @@ func (db *DB) Migrate(ctx context.Context, service string, fsys fs.FS, log *slog
 	return nil
 }
 
-// InTx runs fn in a transaction, committing if fn returns nil and rolling
-// back otherwise.
+// InTx runs fn in a transaction on the writer, committing if fn returns nil
+// and rolling back otherwise.
 func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
