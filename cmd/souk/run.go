@@ -68,14 +68,15 @@ type upCmd struct {
 }
 
 type serveCmd struct {
-	Service     string        `arg:"" enum:"users,catalog,gateway" help:"What to run: users, catalog or gateway."`
-	Addr        string        `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: users 5001, catalog 5002, gateway 8080)."`
-	Advertise   string        `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
-	NATS        string        `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster."`
-	DB          string        `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
-	Data        string        `default:".souk" help:"Directory for the default SQLite file."`
-	Timeout     time.Duration `default:"5s" help:"Gateway: how long a forwarded request may take."`
-	RegistryTTL time.Duration `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
+	Service        string        `arg:"" enum:"users,catalog,gateway" help:"What to run: users, catalog or gateway."`
+	Addr           string        `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: users 5001, catalog 5002, gateway 8080)."`
+	Advertise      string        `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
+	NATS           string        `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster."`
+	DB             string        `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
+	Data           string        `default:".souk" help:"Directory for the default SQLite file."`
+	Timeout        time.Duration `default:"5s" help:"Gateway: how long a forwarded request may take."`
+	RegistryTTL    time.Duration `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
+	StreamReplicas int           `default:"1" help:"Servers holding each event: 1 for one NATS server, 3 on a cluster."`
 }
 
 type migrateCmd struct {
@@ -197,7 +198,9 @@ func (s *serveCmd) run(ctx context.Context, stdout io.Writer, log *slog.Logger) 
 	if addr == "" {
 		addr = system.DefaultAddr(s.Service)
 	}
-	cfg := system.Config{NATS: s.NATS, Registry: discovery.Config{TTL: s.RegistryTTL}, Server: server.DefaultConfig()}
+	streams := events.DefaultStreamConfig()
+	streams.Replicas = s.StreamReplicas
+	cfg := system.Config{NATS: s.NATS, Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams, Server: server.DefaultConfig()}
 	if s.Service == gateway.Name {
 		cfg.Gateway = &system.GatewayConfig{Addr: addr, Timeout: s.Timeout, Routes: gateway.DefaultRoutes}
 	} else {
