@@ -58,6 +58,10 @@ type ConsumerConfig struct {
 	AckWait time.Duration
 	// Batch is how many events at most share one database transaction; 256.
 	Batch int
+	// InboxRetention is how long processed ids are kept; 35 days. It must
+	// outlast any way an event can come back: the stream's max age (7
+	// days) and a replay from the dead letters (kept 30 days).
+	InboxRetention time.Duration
 }
 
 func (c *ConsumerConfig) defaults() {
@@ -72,6 +76,9 @@ func (c *ConsumerConfig) defaults() {
 	}
 	if c.Batch <= 0 {
 		c.Batch = 256
+	}
+	if c.InboxRetention <= 0 {
+		c.InboxRetention = 35 * 24 * time.Hour
 	}
 }
 
@@ -125,6 +132,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return fmt.Errorf("consume %s: %w", c.cfg.Name, err)
 	}
 	defer cc.Stop()
+	prune := time.NewTicker(time.Hour)
+	defer prune.Stop()
+	c.prune(ctx)
 	batch := make([]jetstream.Msg, 0, c.cfg.Batch)
 	for {
 		batch = batch[:0]
@@ -133,6 +143,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			cc.Stop()
 			c.release(msgs)
 			return nil
+		case <-prune.C:
+			c.prune(ctx)
+			continue
 		case m := <-msgs:
 			batch = append(batch, m)
 		}
@@ -151,6 +164,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 			c.log.Warn("batch failed; it will be delivered again", "events", len(batch), "err", err)
 		}
+	}
+}
+
+// prune forgets ids processed longer ago than the inbox retention.
+func (c *Consumer) prune(ctx context.Context) {
+	cutoff := time.Now().UTC().Add(-c.cfg.InboxRetention)
+	if _, err := c.db.ExecContext(ctx, `DELETE FROM inbox WHERE consumer = $1 AND processed_at < $2`, c.cfg.Name, cutoff); err != nil && ctx.Err() == nil {
+		c.log.Warn("inbox: prune", "err", err)
 	}
 }
 

@@ -574,3 +574,36 @@ func TestDeadLetters(t *testing.T) {
 		}
 	})
 }
+
+func TestInboxPrune(t *testing.T) {
+	dbs := testenv.Databases()
+	e := newEnv(t, dbs[0], testenv.Brokers()[0])
+	old, recent := time.Now().UTC().Add(-2*time.Hour), time.Now().UTC()
+	for id, at := range map[string]time.Time{"old": old, "recent": recent} {
+		if _, err := e.db.ExecContext(context.Background(), `INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3)`, e.consumerName(), id, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := e.consumer(t, effectHandler, func(c *ConsumerConfig) { c.InboxRetention = time.Hour })
+	stop := run(t, c.Run)
+	deadline := time.Now().Add(5 * time.Second)
+	var ids []string
+	for time.Now().Before(deadline) {
+		ids = ids[:0]
+		rows, _ := e.db.Query(`SELECT event_id FROM inbox ORDER BY event_id`)
+		for rows.Next() {
+			var id string
+			rows.Scan(&id)
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if len(ids) == 1 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	if len(ids) != 1 || ids[0] != "recent" {
+		t.Fatalf("inbox after pruning with 1h retention: %v, want [recent]", ids)
+	}
+}
