@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -207,17 +208,41 @@ func TestInstancesShareLoadAndSurviveKill(t *testing.T) {
 	db := "sqlite:" + filepath.Join(dir, "users.db")
 	a := startProcess(t, append([]string{"serve", "users", "--db", db}, common...)...)
 	b := startProcess(t, append([]string{"serve", "users", "--db", db}, common...)...)
-	gw := startProcess(t, append([]string{"serve", "gateway"}, common...)...)
+	// The routes this test needs, without rate limits: it sends hundreds
+	// of requests a second from one address.
+	config := filepath.Join(dir, "gateway.yaml")
+	os.WriteFile(config, []byte(`
+defaults: {timeout: 5s, max_body_bytes: 1048576, strip_prefix: /api}
+routes:
+  - {path: /api/auth/register, methods: [POST], service: users, policy: public}
+  - {path: /api/auth/login, methods: [POST], service: users, policy: public}
+  - {path: /.well-known/jwks.json, methods: [GET], service: users, policy: public, strip_prefix: ""}
+  - {path: "/api/users/{id}", methods: [GET], service: users, policy: authenticated}
+`), 0o644)
+	gw := startProcess(t, append([]string{"serve", "gateway", "--config", config}, common...)...)
 
-	resp, err := http.Post(gw.url+"/api/users", "application/json", strings.NewReader(`{"name":"Ada","email":"ada@example.com"}`))
+	resp, err := http.Post(gw.url+"/api/auth/register", "application/json",
+		strings.NewReader(`{"name":"Ada","email":"ada@example.com","password":"correct horse battery"}`))
 	if err != nil || resp.StatusCode != 201 {
-		t.Fatalf("POST /api/users: %v %v", resp, err)
+		t.Fatalf("POST /api/auth/register: %v %v", resp, err)
 	}
 	resp.Body.Close()
 	user := gw.url + resp.Header.Get("Location")
+	resp, err = http.Post(gw.url+"/api/auth/login", "application/json",
+		strings.NewReader(`{"email":"ada@example.com","password":"correct horse battery"}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST /api/auth/login: %v %v", resp, err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
 
 	get := func() int {
-		resp, err := http.Get(user)
+		req, _ := http.NewRequest("GET", user, nil)
+		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0
 		}

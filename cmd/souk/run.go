@@ -59,12 +59,15 @@ type dlqReplayCmd struct {
 }
 
 type upCmd struct {
-	Data        string        `default:".souk" help:"Directory for the SQLite files and the embedded NATS's JetStream files."`
-	GatewayAddr string        `default:"127.0.0.1:8080" help:"Where the gateway listens."`
-	UsersAddr   string        `default:"127.0.0.1:5001" help:"Where the users service listens."`
-	CatalogAddr string        `default:"127.0.0.1:5002" help:"Where the catalog service listens."`
-	NATSListen  string        `name:"nats-listen" default:"127.0.0.1:4223" help:"Where the embedded NATS accepts other processes (empty: in-process only). Not 4222, so it never clashes with a NATS you already run."`
-	Timeout     time.Duration `default:"5s" help:"Gateway: how long a forwarded request may take."`
+	Data          string        `default:".souk" help:"Directory for the SQLite files and the embedded NATS's JetStream files."`
+	GatewayAddr   string        `default:"127.0.0.1:8080" help:"Where the gateway listens."`
+	UsersAddr     string        `default:"127.0.0.1:5001" help:"Where the users service listens."`
+	CatalogAddr   string        `default:"127.0.0.1:5002" help:"Where the catalog service listens."`
+	NATSListen    string        `name:"nats-listen" default:"127.0.0.1:4223" help:"Where the embedded NATS accepts other processes (empty: in-process only). Not 4222, so it never clashes with a NATS you already run."`
+	Timeout       time.Duration `help:"Gateway: how long a forwarded request may take (default: the gateway config's, 5s)."`
+	GatewayConfig string        `help:"Gateway routes, policies and limits, YAML or JSON (default: the built-in services/gateway/default.yaml)." type:"existingfile"`
+	AdminEmail    string        `default:"admin@souk.local" help:"The admin account made at first start."`
+	AdminPassword string        `help:"Its password (default: a random one, printed once at first start); if set, it replaces the account's password."`
 }
 
 type serveCmd struct {
@@ -74,7 +77,10 @@ type serveCmd struct {
 	NATS           string        `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster."`
 	DB             string        `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
 	Data           string        `default:".souk" help:"Directory for the default SQLite file."`
-	Timeout        time.Duration `default:"5s" help:"Gateway: how long a forwarded request may take."`
+	Timeout        time.Duration `help:"Gateway: how long a forwarded request may take (default: the config's, 5s)."`
+	Config         string        `help:"Gateway: routes, policies and limits, YAML or JSON (default: the built-in one)." type:"existingfile"`
+	AdminEmail     string        `help:"Users: make sure this admin account exists."`
+	AdminPassword  string        `help:"Users: the admin's password; required with --admin-email."`
 	RegistryTTL    time.Duration `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
 	StreamReplicas int           `default:"1" help:"Servers holding each event: 1 for one NATS server, 3 on a cluster."`
 }
@@ -164,18 +170,36 @@ func envResolver(getenv func(string) string) kong.Resolver {
 	})
 }
 
+// gatewayConfig loads the gateway's configuration and applies --timeout.
+func gatewayConfig(path string, timeout time.Duration) (gateway.Config, error) {
+	cfg, err := gateway.LoadConfig(path)
+	if err != nil {
+		return cfg, err
+	}
+	if timeout > 0 {
+		cfg.Defaults.Timeout = timeout
+	}
+	return cfg, nil
+}
+
 func (u *upCmd) run(ctx context.Context, start time.Time, stdout io.Writer, log *slog.Logger) error {
+	gw, err := gatewayConfig(u.GatewayConfig, u.Timeout)
+	if err != nil {
+		return err
+	}
 	addrs := map[string]string{"users": u.UsersAddr, "catalog": u.CatalogAddr}
 	cfg := system.Config{
 		NATSListen: u.NATSListen,
 		DataDir:    u.Data,
-		Gateway:    &system.GatewayConfig{Addr: u.GatewayAddr, Timeout: u.Timeout, Routes: gateway.DefaultRoutes},
+		Gateway:    &system.GatewayConfig{Addr: u.GatewayAddr, Config: gw},
 		Server:     server.DefaultConfig(),
 	}
 	for _, name := range system.ServiceNames() {
-		cfg.Services = append(cfg.Services, system.ServiceConfig{
-			Name: name, Addr: addrs[name], DB: filepath.Join(u.Data, name+".db"),
-		})
+		sc := system.ServiceConfig{Name: name, Addr: addrs[name], DB: filepath.Join(u.Data, name+".db")}
+		if name == "users" {
+			sc.Admin = &system.Admin{Email: u.AdminEmail, Password: u.AdminPassword}
+		}
+		cfg.Services = append(cfg.Services, sc)
 	}
 	sys, err := system.Start(ctx, cfg, log)
 	if err != nil {
@@ -202,13 +226,24 @@ func (s *serveCmd) run(ctx context.Context, stdout io.Writer, log *slog.Logger) 
 	streams.Replicas = s.StreamReplicas
 	cfg := system.Config{NATS: s.NATS, Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams, Server: server.DefaultConfig()}
 	if s.Service == gateway.Name {
-		cfg.Gateway = &system.GatewayConfig{Addr: addr, Timeout: s.Timeout, Routes: gateway.DefaultRoutes}
+		gw, err := gatewayConfig(s.Config, s.Timeout)
+		if err != nil {
+			return err
+		}
+		cfg.Gateway = &system.GatewayConfig{Addr: addr, Config: gw}
 	} else {
 		db := s.DB
 		if db == "" {
 			db = filepath.Join(s.Data, s.Service+".db")
 		}
-		cfg.Services = []system.ServiceConfig{{Name: s.Service, Addr: addr, Advertise: s.Advertise, DB: db}}
+		sc := system.ServiceConfig{Name: s.Service, Addr: addr, Advertise: s.Advertise, DB: db}
+		if s.AdminEmail != "" {
+			if s.Service != "users" || s.AdminPassword == "" {
+				return errors.New("--admin-email goes with --admin-password, on souk serve users")
+			}
+			sc.Admin = &system.Admin{Email: s.AdminEmail, Password: s.AdminPassword}
+		}
+		cfg.Services = []system.ServiceConfig{sc}
 	}
 	if s.RegistryTTL < 300*time.Millisecond {
 		return fmt.Errorf("--registry-ttl %s is too short: heartbeats come every third of it; use at least 300ms", s.RegistryTTL)

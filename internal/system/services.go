@@ -5,9 +5,14 @@
 package system
 
 import (
+	"context"
 	"io/fs"
 	"slices"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/store"
@@ -19,30 +24,51 @@ import (
 // service is what the system needs to know to run one of the shop's services.
 type service struct {
 	migrations fs.FS
-	// build makes the service over its migrated database and its outbox.
-	build func(db *store.DB, outbox *events.Outbox) built
+	// build makes the service from its migrated database and the rest.
+	build func(deps) built
 	// defaultAddr is where it listens unless told otherwise.
 	defaultAddr string
 }
 
-// built is a service ready to run: its routes and its event consumers.
+// deps is what a service is built from.
+type deps struct {
+	db      *store.DB
+	outbox  *events.Outbox
+	apiKeys jetstream.KeyValue
+	hasher  *auth.Hasher
+	admin   *Admin
+	keyLead time.Duration
+}
+
+// built is a service ready to run: its routes, its event consumers, and
+// what it does once before serving.
 type built struct {
 	routes    func(*server.Router)
 	consumers []events.ConsumerConfig
+	// init runs before the server starts; what it returns is printed
+	// (the generated admin password).
+	init func(context.Context) (string, error)
 }
 
 var services = map[string]service{
 	users.Name: {
 		migrations: users.Migrations(),
-		build: func(db *store.DB, outbox *events.Outbox) built {
-			return built{routes: users.New(users.NewStore(db, outbox)).Routes}
+		build: func(d deps) built {
+			st := users.NewStore(d.db, d.outbox)
+			svc := users.New(st, d.hasher, d.keyLead)
+			return built{routes: svc.Routes, consumers: svc.Consumers(d.apiKeys), init: func(ctx context.Context) (string, error) {
+				if d.admin == nil {
+					return "", nil
+				}
+				return st.BootstrapAdmin(ctx, d.hasher, d.admin.Email, d.admin.Password)
+			}}
 		},
 		defaultAddr: "127.0.0.1:5001",
 	},
 	catalog.Name: {
 		migrations: catalog.Migrations(),
-		build: func(db *store.DB, outbox *events.Outbox) built {
-			svc := catalog.New(catalog.NewStore(db, outbox))
+		build: func(d deps) built {
+			svc := catalog.New(catalog.NewStore(d.db, d.outbox))
 			return built{routes: svc.Routes, consumers: svc.Consumers()}
 		},
 		defaultAddr: "127.0.0.1:5002",

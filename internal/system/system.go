@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,9 +16,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/broker"
 	"github.com/souk-shop/souk/platform/discovery"
 	"github.com/souk-shop/souk/platform/events"
+	"github.com/souk-shop/souk/platform/resilience"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/store"
 	"github.com/souk-shop/souk/platform/telemetry"
@@ -54,13 +57,24 @@ type ServiceConfig struct {
 	// Empty derives it from the listening address.
 	Advertise string
 	DB        string // database URL, see store.Open
+	// Admin, for the users service, makes sure an admin exists.
+	Admin *Admin
+	// SigningKeyLead, for the users service, is how long a rotated signing
+	// key is published before it signs (users.KeyLead if zero, none if
+	// negative).
+	SigningKeyLead time.Duration
+}
+
+// Admin is the account `souk up` and `souk serve users` make sure exists.
+type Admin struct {
+	Email    string
+	Password string // "" makes a random one if the account is new
 }
 
 // GatewayConfig runs the gateway.
 type GatewayConfig struct {
-	Addr    string
-	Timeout time.Duration // per forwarded request
-	Routes  []gateway.Route
+	Addr   string
+	Config gateway.Config
 }
 
 // System is a running process: its broker connection, services and gateway.
@@ -70,12 +84,17 @@ type System struct {
 	NATSURL string
 	// URLs maps each service, and "gateway", to its base URL.
 	URLs map[string]string
+	// AdminPassword is the password made for a new admin account, to be
+	// shown once; "" if none was made.
+	AdminPassword string
 
 	log      *slog.Logger
 	embedded *broker.Embedded
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	streams  events.StreamConfig
+	apiKeys  jetstream.KeyValue
+	hasher   *auth.Hasher
 	stopBg   context.CancelFunc // heartbeats and the registry watcher
 	units    []*unit
 	failed   chan error
@@ -124,6 +143,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 			return sys, err
 		}
 	}
+	if sys.apiKeys, err = auth.OpenAPIKeys(ctx, sys.js, sys.streams.Replicas); err != nil {
+		return sys, err
+	}
+	// At most four argon2id hashes at once: 76 MiB at worst.
+	sys.hasher = auth.NewHasher(4)
 	for _, sc := range cfg.Services {
 		if err := sys.startService(ctx, bg, sc, reg, cfg.Server); err != nil {
 			return sys, fmt.Errorf("start %s: %w", sc.Name, err)
@@ -175,7 +199,16 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 		return err
 	}
 	outbox := events.NewOutbox(db)
-	svc := def.build(db, outbox)
+	svc := def.build(deps{db: db, outbox: outbox, apiKeys: s.apiKeys, hasher: s.hasher, admin: sc.Admin, keyLead: sc.SigningKeyLead})
+	if svc.init != nil {
+		generated, err := svc.init(ctx)
+		if err != nil {
+			return err
+		}
+		if generated != "" {
+			s.AdminPassword = generated
+		}
+	}
 
 	work, stop := context.WithCancel(bg)
 	u.stopWork = stop
@@ -194,7 +227,7 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 		"database": db.PingContext,
 		"nats":     broker.Check(s.nc),
 	})
-	rt := s.router(sc.Name, log, u.health)
+	rt, _ := s.router(sc.Name, log, u.health)
 	svc.routes(rt)
 	if err := s.serve(u, sc.Addr, rt, log, scfg); err != nil {
 		return err
@@ -232,22 +265,48 @@ func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discove
 			}
 		},
 	})
-	rt := s.router(gateway.Name, log, u.health)
-	gateway.New(gateway.Config{Routes: gc.Routes, Timeout: gc.Timeout}, discovery.NewTransport(discovery.NewP2C(w)), log).Routes(rt)
+	rt, metrics := s.router(gateway.Name, log, u.health)
+
+	// Requests to services: P2C over live instances, skipping those whose
+	// circuit is open; a bulkhead and retries around that.
+	rm := resilience.NewMetrics(metrics)
+	picked := discovery.NewTransport(discovery.NewP2C(w))
+	picked.Guard = resilience.NewBreakers(gc.Config.Upstream.Breaker, rm)
+	upstream := resilience.NewTransport(picked, gc.Config.Upstream, rm)
+
+	jwksClient := &http.Client{Transport: discovery.NewTransport(discovery.NewP2C(w)), Timeout: 5 * time.Second}
+	authn, err := gateway.NewAuthenticator(bg, "http://users/.well-known/jwks.json", jwksClient, s.apiKeys, metrics, log)
+	if err != nil {
+		return err
+	}
+	limiter := gateway.NewRateLimiter(bg, func() int { return len(w.Instances(gateway.Name)) })
+	gateway.New(gc.Config, authn, limiter, upstream, metrics, log).Routes(rt)
 	if err := s.serve(u, gc.Addr, rt, log, scfg); err != nil {
+		return err
+	}
+	// Gateways list themselves too: rate limits are split by their number.
+	advertise, err := advertiseURL("", u.srv.Addr())
+	if err != nil {
+		return err
+	}
+	u.reg, err = reg.Register(bg, discovery.Instance{
+		Service: gateway.Name, ID: discovery.NewInstanceID(), URL: advertise, Started: time.Now().UTC(),
+	})
+	if err != nil {
 		return err
 	}
 	log.Info("gateway ready", "addr", u.srv.Addr())
 	return nil
 }
 
-// router returns a router with the endpoints every server has.
-func (s *System) router(name string, log *slog.Logger, health *server.Health) *server.Router {
+// router returns a router with the endpoints every server has, and the
+// metrics registry it serves.
+func (s *System) router(name string, log *slog.Logger, health *server.Health) (*server.Router, *telemetry.Registry) {
 	metrics := telemetry.NewRegistry(name)
 	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(metrics))
 	health.Routes(rt)
 	rt.HandleHTTP("GET /metrics", metrics.Handler())
-	return rt
+	return rt, metrics
 }
 
 func (s *System) serve(u *unit, addr string, rt *server.Router, log *slog.Logger, scfg server.Config) error {

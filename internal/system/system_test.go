@@ -1,7 +1,6 @@
 package system
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,123 +18,14 @@ import (
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/broker"
 	"github.com/souk-shop/souk/platform/discovery"
-	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
-	"github.com/souk-shop/souk/platform/telemetry"
 	"github.com/souk-shop/souk/services/gateway"
 )
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// testRoutes adds, to the public routes, routes to services that only
-// tests register: echo (tells what it received) and ghost (never runs).
-var testRoutes = append(append([]gateway.Route(nil), gateway.DefaultRoutes...),
-	gateway.Route{Prefix: "/api/echo", Service: "echo"},
-	gateway.Route{Prefix: "/api/ghost", Service: "ghost"},
-)
-
-// startSystem starts every service and the gateway on random loopback ports
-// with their data in dir.
-func startSystem(t *testing.T, dir string, logs io.Writer) *System {
-	t.Helper()
-	log, err := telemetry.NewLogger(logs, "json", "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{
-		NATSListen: "127.0.0.1:0",
-		DataDir:    dir,
-		Gateway:    &GatewayConfig{Addr: "127.0.0.1:0", Timeout: time.Second, Routes: testRoutes},
-		Server:     server.DefaultConfig(),
-	}
-	for _, name := range ServiceNames() {
-		cfg.Services = append(cfg.Services, ServiceConfig{Name: name, Addr: "127.0.0.1:0", DB: dir + "/" + name + ".db"})
-	}
-	sys, err := Start(context.Background(), cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sys
-}
-
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r response) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("response body %q is not a JSON object: %v", r.body, err)
-	}
-	return m
-}
-
-func (r response) problem(t *testing.T) problem.Body {
-	t.Helper()
-	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("status %d with Content-Type %q, want application/problem+json; body %s", r.status, ct, r.body)
-	}
-	var p problem.Body
-	if err := json.Unmarshal(r.body, &p); err != nil {
-		t.Fatalf("problem body %q: %v", r.body, err)
-	}
-	if p.Status != r.status || p.Title == "" || p.RequestID == "" {
-		t.Fatalf("problem body %+v for status %d", p, r.status)
-	}
-	return p
-}
-
-func call(t *testing.T, method, url, body string, headers ...string) response {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", method, url, err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
-}
 
 func TestSystemEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	logs := &syncBuffer{}
-	sys := startSystem(t, dir, logs)
+	sys := startSystem(t, dir, logs, nil)
 	gw := sys.URLs[gateway.Name]
 
 	for name, u := range sys.URLs {
@@ -143,39 +33,44 @@ func TestSystemEndToEnd(t *testing.T) {
 			t.Fatalf("%s /readyz: %d %s", name, r.status, r.body)
 		}
 	}
+	admin := bearer(login(t, gw, adminEmail, adminPassword))
 
 	// A user's life through the gateway.
-	r := call(t, "POST", gw+"/api/users", `{"name":"Ada Lovelace","email":"Ada@Example.com"}`)
+	r := call(t, "POST", gw+"/api/auth/register", `{"name":"Ada Lovelace","email":"Ada@Example.com","password":"correct horse battery"}`)
 	if r.status != 201 {
-		t.Fatalf("POST /api/users: %d %s", r.status, r.body)
+		t.Fatalf("register: %d %s", r.status, r.body)
 	}
 	user := r.json(t)
 	id, _ := user["id"].(string)
 	if loc := r.header.Get("Location"); loc != "/api/users/"+id {
 		t.Fatalf("Location = %q, want /api/users/%s", loc, id)
 	}
-	if user["email"] != "ada@example.com" {
-		t.Fatalf("email stored as %v, want it lower-cased", user["email"])
+	if user["email"] != "ada@example.com" || user["role"] != "customer" {
+		t.Fatalf("registered %v, want the email lower-cased and role customer", user)
 	}
-	if r := call(t, "GET", gw+"/api/users/"+id, ""); r.status != 200 || r.json(t)["name"] != "Ada Lovelace" {
-		t.Fatalf("GET /api/users/%s: %d %s", id, r.status, r.body)
+	ada := bearer(login(t, gw, "ada@example.com", "correct horse battery"))
+	if r := call(t, "GET", gw+"/api/users/"+id, "", ada...); r.status != 200 || r.json(t)["name"] != "Ada Lovelace" {
+		t.Fatalf("GET /api/users/%s as herself: %d %s", id, r.status, r.body)
 	}
-	if r := call(t, "GET", sys.URLs["users"]+"/users/"+id, ""); r.status != 200 {
-		t.Fatalf("GET /users/%s on the service's own port: %d %s", id, r.status, r.body)
+	if r := call(t, "GET", gw+"/api/users/"+id, ""); r.status != 401 {
+		t.Fatalf("GET a user without a token: %d, want 401", r.status)
 	}
-	if r := call(t, "PATCH", gw+"/api/users/"+id, `{"name":"Ada King"}`); r.status != 200 || r.json(t)["name"] != "Ada King" {
+	if r := call(t, "PATCH", gw+"/api/users/"+id, `{"name":"Ada King"}`, ada...); r.status != 200 || r.json(t)["name"] != "Ada King" {
 		t.Fatalf("PATCH: %d %s", r.status, r.body)
+	}
+	if r := call(t, "GET", sys.URLs["users"]+"/users/"+id, "", "X-Souk-User-Id", id, "X-Souk-Role", "customer"); r.status != 200 {
+		t.Fatalf("GET /users/%s on the service's own port, with the gateway's headers: %d %s", id, r.status, r.body)
 	}
 	for i := range 3 {
 		body := fmt.Sprintf(`{"name":"User %d","email":"u%d@example.com"}`, i, i)
-		if r := call(t, "POST", gw+"/api/users", body); r.status != 201 {
-			t.Fatalf("POST %s: %d %s", body, r.status, r.body)
+		if r := call(t, "POST", gw+"/api/users", body, admin...); r.status != 201 {
+			t.Fatalf("admin POST %s: %d %s", body, r.status, r.body)
 		}
 	}
 	seen := 0
 	next := gw + "/api/users?limit=3"
 	for pages := 0; next != ""; pages++ {
-		r := call(t, "GET", next, "")
+		r := call(t, "GET", next, "", admin...)
 		if r.status != 200 || pages > 3 {
 			t.Fatalf("GET %s: %d %s", next, r.status, r.body)
 		}
@@ -186,12 +81,12 @@ func TestSystemEndToEnd(t *testing.T) {
 			next = gw + "/api/users?limit=3&cursor=" + c
 		}
 	}
-	if seen != 4 {
-		t.Fatalf("paging saw %d users, want 4", seen)
+	if seen != 5 { // the admin, Ada and three more
+		t.Fatalf("paging saw %d users, want 5", seen)
 	}
 
 	// A product's life.
-	r = call(t, "POST", gw+"/api/products", `{"name":"Brass Lamp","description":"warm light","price":{"amount":4999,"currency":"EUR"}}`)
+	r = call(t, "POST", gw+"/api/products", `{"name":"Brass Lamp","description":"warm light","price":{"amount":4999,"currency":"EUR"}}`, admin...)
 	if r.status != 201 {
 		t.Fatalf("POST /api/products: %d %s", r.status, r.body)
 	}
@@ -199,11 +94,11 @@ func TestSystemEndToEnd(t *testing.T) {
 	if r.header.Get("Location") != "/api/products/"+pid {
 		t.Fatalf("Location = %q", r.header.Get("Location"))
 	}
-	call(t, "POST", gw+"/api/products", `{"name":"Copper Kettle","price":{"amount":2500,"currency":"EUR"}}`)
+	call(t, "POST", gw+"/api/products", `{"name":"Copper Kettle","price":{"amount":2500,"currency":"EUR"}}`, admin...)
 	if r := call(t, "GET", gw+"/api/products?q=LAMP", ""); r.status != 200 || len(r.json(t)["items"].([]any)) != 1 {
 		t.Fatalf("search q=LAMP: %d %s", r.status, r.body)
 	}
-	r = call(t, "PATCH", gw+"/api/products/"+pid, `{"price":{"amount":3999,"currency":"EUR"}}`)
+	r = call(t, "PATCH", gw+"/api/products/"+pid, `{"price":{"amount":3999,"currency":"EUR"}}`, admin...)
 	if r.status != 200 || r.json(t)["price"].(map[string]any)["amount"] != 3999.0 {
 		t.Fatalf("PATCH price: %d %s", r.status, r.body)
 	}
@@ -215,44 +110,48 @@ func TestSystemEndToEnd(t *testing.T) {
 		big := `{"name":"` + strings.Repeat("x", 1<<20) + `","email":"big@example.com"}`
 		cases := []struct {
 			method, path, body string
+			auth               []string
 			status             int
 			field              string
 		}{
-			{"POST", "/api/users", `{"name":"Bob",`, 400, ""},
-			{"POST", "/api/users", `{"name":"Bob","email":"bob@example.com","admin":true}`, 400, "admin"},
-			{"POST", "/api/users", `{"email":"bob@example.com"}`, 400, "name"},
-			{"POST", "/api/users", `{"name":"  ","email":"bob@example.com"}`, 400, "name"},
-			{"POST", "/api/users", `{"name":"Bob","email":"not-an-email"}`, 400, "email"},
-			{"POST", "/api/users", `{"name":"Bob","email":"Bob <bob@example.com>"}`, 400, "email"},
-			{"POST", "/api/users", `{"name":"Bob","email":42}`, 400, "email"},
-			{"POST", "/api/users", `{"name":"Other","email":"ADA@example.com"}`, 409, ""},
-			{"POST", "/api/users", big, 413, ""},
-			{"GET", "/api/users/not-a-uuid", "", 400, "id"},
-			{"GET", "/api/users/' OR 1=1 --", "", 400, "id"},
-			{"GET", "/api/users/" + server.NewID(), "", 404, ""},
-			{"PATCH", "/api/users/" + server.NewID(), `{"name":"x"}`, 404, ""},
-			{"PATCH", "/api/users/" + id, `{}`, 400, ""},
-			{"PATCH", "/api/users/" + id, `{"email":"nope"}`, 400, "email"},
-			{"DELETE", "/api/users/" + server.NewID(), "", 404, ""},
-			{"GET", "/api/users?limit=0", "", 400, "limit"},
-			{"GET", "/api/users?limit=1000", "", 400, "limit"},
-			{"GET", "/api/users?cursor=garbage", "", 400, "cursor"},
-			{"POST", "/api/products", `{"name":"Lamp","price":{"amount":-1,"currency":"EUR"}}`, 400, "price.amount"},
-			{"POST", "/api/products", `{"name":"Lamp","price":{"amount":19.99,"currency":"EUR"}}`, 400, "price.amount"},
-			{"POST", "/api/products", `{"name":"Lamp","price":{"amount":1999,"currency":"euro"}}`, 400, "price.currency"},
-			{"POST", "/api/products", `{"name":"Lamp"}`, 400, "price"},
-			{"POST", "/api/products", `{"price":{"amount":1,"currency":"EUR"}}`, 400, "name"},
-			{"GET", "/api/products/" + server.NewID(), "", 404, ""},
-			{"GET", "/api/nowhere", "", 404, ""},
-			{"GET", "/nowhere", "", 404, ""},
-			{"PUT", "/api/users/" + id, `{"name":"x"}`, 405, ""},
-			{"DELETE", "/api/products", "", 405, ""},
+			{"POST", "/api/auth/register", `{"name":"Bob",`, nil, 400, ""},
+			{"POST", "/api/auth/register", `{"name":"Bob","email":"bob@example.com","password":"long enough pw","admin":true}`, nil, 400, "admin"},
+			{"POST", "/api/auth/register", `{"email":"bob@example.com","password":"long enough pw"}`, nil, 400, "name"},
+			{"POST", "/api/auth/register", `{"name":"  ","email":"bob@example.com","password":"long enough pw"}`, nil, 400, "name"},
+			{"POST", "/api/auth/register", `{"name":"Bob","email":"not-an-email","password":"long enough pw"}`, nil, 400, "email"},
+			{"POST", "/api/auth/register", `{"name":"Bob","email":"Bob <bob@example.com>","password":"long enough pw"}`, nil, 400, "email"},
+			{"POST", "/api/auth/register", `{"name":"Bob","email":42,"password":"long enough pw"}`, nil, 400, "email"},
+			{"POST", "/api/auth/register", `{"name":"Bob","email":"bob@example.com","password":"short"}`, nil, 400, "password"},
+			{"POST", "/api/auth/register", `{"name":"Bob","email":"bob@example.com","password":"long enough pw","role":"admin"}`, nil, 400, "role"},
+			{"POST", "/api/auth/register", `{"name":"Other","email":"ADA@example.com","password":"long enough pw"}`, nil, 409, ""},
+			{"POST", "/api/auth/register", big, nil, 413, ""},
+			{"GET", "/api/users/not-a-uuid", "", admin, 400, "id"},
+			{"GET", "/api/users/' OR 1=1 --", "", admin, 400, "id"},
+			{"GET", "/api/users/" + server.NewID(), "", admin, 404, ""},
+			{"PATCH", "/api/users/" + server.NewID(), `{"name":"x"}`, admin, 404, ""},
+			{"PATCH", "/api/users/" + id, `{}`, admin, 400, ""},
+			{"PATCH", "/api/users/" + id, `{"email":"nope"}`, admin, 400, "email"},
+			{"DELETE", "/api/users/" + server.NewID(), "", admin, 404, ""},
+			{"GET", "/api/users?limit=0", "", admin, 400, "limit"},
+			{"GET", "/api/users?limit=1000", "", admin, 400, "limit"},
+			{"GET", "/api/users?cursor=garbage", "", admin, 400, "cursor"},
+			{"POST", "/api/products", `{"name":"Lamp","price":{"amount":-1,"currency":"EUR"}}`, admin, 400, "price.amount"},
+			{"POST", "/api/products", `{"name":"Lamp","price":{"amount":19.99,"currency":"EUR"}}`, admin, 400, "price.amount"},
+			{"POST", "/api/products", `{"name":"Lamp","price":{"amount":1999,"currency":"euro"}}`, admin, 400, "price.currency"},
+			{"POST", "/api/products", `{"name":"Lamp"}`, admin, 400, "price"},
+			{"POST", "/api/products", `{"price":{"amount":1,"currency":"EUR"}}`, admin, 400, "name"},
+			{"GET", "/api/products/" + server.NewID(), "", nil, 404, ""},
+			{"GET", "/api/nowhere", "", nil, 404, ""},
+			{"GET", "/nowhere", "", nil, 404, ""},
+			{"PUT", "/api/users/" + id, `{"name":"x"}`, admin, 405, ""},
+			{"DELETE", "/api/products", "", admin, 405, ""},
+			{"TRACE", "/api/products", "", nil, 405, ""},
 		}
 		for _, c := range cases {
-			r := call(t, c.method, gw+c.path, c.body)
+			r := call(t, c.method, gw+c.path, c.body, c.auth...)
 			name := fmt.Sprintf("%s %s %.60s", c.method, c.path, c.body)
 			if r.status != c.status {
-				t.Errorf("%s: status %d, want %d; body %s", name, r.status, c.status, r.body)
+				t.Errorf("%s: status %d, want %d; body %.300s", name, r.status, c.status, r.body)
 				continue
 			}
 			p := r.problem(t)
@@ -263,20 +162,20 @@ func TestSystemEndToEnd(t *testing.T) {
 	})
 
 	t.Run("delete", func(t *testing.T) {
-		if r := call(t, "DELETE", gw+"/api/users/"+id, ""); r.status != 204 {
-			t.Fatalf("DELETE: %d %s", r.status, r.body)
+		if r := call(t, "DELETE", gw+"/api/users/"+id, "", ada...); r.status != 204 {
+			t.Fatalf("DELETE herself: %d %s", r.status, r.body)
 		}
-		if r := call(t, "GET", gw+"/api/users/"+id, ""); r.status != 404 {
+		if r := call(t, "GET", gw+"/api/users/"+id, "", admin...); r.status != 404 {
 			t.Fatalf("GET after DELETE: %d", r.status)
 		}
-		if r := call(t, "DELETE", gw+"/api/products/"+pid, ""); r.status != 204 {
+		if r := call(t, "DELETE", gw+"/api/products/"+pid, "", admin...); r.status != 204 {
 			t.Fatalf("DELETE product: %d %s", r.status, r.body)
 		}
 	})
 
 	t.Run("the request id reaches every log line of the request", func(t *testing.T) {
 		rid := "trace-me-" + server.NewRequestID()[:8]
-		r := call(t, "GET", gw+"/api/users/"+server.NewID(), "", "X-Request-Id", rid)
+		r := call(t, "GET", gw+"/api/users/"+server.NewID(), "", append(admin, "X-Request-Id", rid)...)
 		if got := r.header.Values("X-Request-Id"); len(got) != 1 || got[0] != rid {
 			t.Fatalf("response X-Request-Id = %v, want [%s]", got, rid)
 		}
@@ -295,46 +194,53 @@ func TestSystemEndToEnd(t *testing.T) {
 	})
 
 	t.Run("persists across restart", func(t *testing.T) {
-		u := call(t, "POST", gw+"/api/users", `{"name":"Grace","email":"grace@example.com"}`).json(t)
+		uid, _ := register(t, gw, "Grace", "grace@example.com")
 		if err := sys.Shutdown(context.Background()); err != nil {
 			t.Fatalf("Shutdown: %v", err)
 		}
-		sys = startSystem(t, dir, io.Discard)
+		sys = startSystem(t, dir, io.Discard, nil)
 		gw = sys.URLs[gateway.Name]
-		if r := call(t, "GET", gw+"/api/users/"+u["id"].(string), ""); r.status != 200 || r.json(t)["email"] != "grace@example.com" {
+		grace := bearer(login(t, gw, "grace@example.com", "correct horse battery"))
+		if r := call(t, "GET", gw+"/api/users/"+uid, "", grace...); r.status != 200 || r.json(t)["email"] != "grace@example.com" {
 			t.Fatalf("after restart, GET user: %d %s", r.status, r.body)
 		}
 	})
 	t.Cleanup(func() { sys.Shutdown(context.Background()) })
 }
 
-// TestGatewayEdge checks what the gateway adds and removes on the way, and
-// how it fails when an upstream is missing, dead or slow. It registers an
-// echo service in the running system's registry, as a real instance would.
-func TestGatewayEdge(t *testing.T) {
-	sys := startSystem(t, t.TempDir(), io.Discard)
-	t.Cleanup(func() { sys.Shutdown(context.Background()) })
-	gw := sys.URLs[gateway.Name]
+// echoService is an upstream the tests register in the running system's
+// registry, as a real instance would register: it records what it got.
+type echoService struct {
+	*httptest.Server
+	mu   sync.Mutex
+	last *http.Request
+	hits int
+}
 
-	var mu sync.Mutex
-	var got *http.Request
-	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/echo/slow" {
-			select {
-			case <-time.After(5 * time.Second):
-			case <-r.Context().Done():
-			}
+func newEcho(t *testing.T, handle func(w http.ResponseWriter, r *http.Request) bool) *echoService {
+	e := &echoService{}
+	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		e.last = r.Clone(context.Background())
+		e.hits++
+		e.mu.Unlock()
+		if handle != nil && handle(w, r) {
 			return
 		}
-		mu.Lock()
-		got = r.Clone(context.Background())
-		mu.Unlock()
 		w.Write([]byte("ok"))
 	}))
-	t.Cleanup(echo.Close)
-	dead := httptest.NewServer(http.NotFoundHandler())
-	dead.Close()
+	t.Cleanup(e.Close)
+	return e
+}
 
+func (e *echoService) request() (*http.Request, int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.last, e.hits
+}
+
+// registry connects to the system's NATS and opens its registry.
+func registry(t *testing.T, sys *System) *discovery.Registry {
 	nc, err := broker.Connect(sys.NATSURL, "test", testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -344,19 +250,31 @@ func TestGatewayEdge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Register(t.Context(), discovery.Instance{Service: "echo", ID: "e1", URL: echo.URL}); err != nil {
-		t.Fatal(err)
-	}
-	// Wait until the gateway's watcher has the instance.
-	deadline := time.Now().Add(3 * time.Second)
-	for call(t, "GET", gw+"/api/echo/ping", "").status != 200 {
-		if time.Now().After(deadline) {
-			t.Fatal("the gateway never routed to the echo instance")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return reg
+}
 
-	t.Run("hop-by-hop and spoofed forwarding headers are replaced", func(t *testing.T) {
+// TestGatewayEdge checks what the gateway adds and removes on the way, and
+// how it fails when an upstream is missing, dead or slow.
+func TestGatewayEdge(t *testing.T) {
+	sys := startSystem(t, t.TempDir(), io.Discard, nil)
+	t.Cleanup(func() { sys.Shutdown(context.Background()) })
+	gw := sys.URLs[gateway.Name]
+	echo := newEcho(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/echo/slow" {
+			select {
+			case <-time.After(5 * time.Second):
+			case <-r.Context().Done():
+			}
+			return true
+		}
+		return false
+	})
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	reg := registry(t, sys)
+	serveAs(t, reg, gw, "echo", echo, "/api/echo/ping")
+
+	t.Run("hop-by-hop, forwarding and identity headers are the gateway's", func(t *testing.T) {
 		r := call(t, "GET", gw+"/api/echo/ping?x=1", "",
 			"X-Forwarded-For", "6.6.6.6",
 			"X-Forwarded-Host", "evil.example",
@@ -365,13 +283,14 @@ func TestGatewayEdge(t *testing.T) {
 			"X-Secret", "leak",
 			"Upgrade", "h2c",
 			"Proxy-Authorization", "Basic Zm9vOmJhcg==",
-			"Te", "trailers, deflate",
+			"X-Souk-User-Id", "someone-else",
+			"X-Souk-Role", "admin",
+			"x-souk-auth", "jwt",
 		)
 		if r.status != 200 {
 			t.Fatalf("status %d %s", r.status, r.body)
 		}
-		mu.Lock()
-		defer mu.Unlock()
+		got, _ := echo.request()
 		h := got.Header
 		checks := []struct{ header, want string }{
 			{"X-Forwarded-For", "127.0.0.1"},
@@ -380,6 +299,9 @@ func TestGatewayEdge(t *testing.T) {
 			{"X-Secret", ""},
 			{"Upgrade", ""},
 			{"Proxy-Authorization", ""},
+			{"X-Souk-User-Id", ""},
+			{"X-Souk-Role", ""},
+			{"X-Souk-Auth", ""},
 		}
 		for _, c := range checks {
 			if v := strings.Join(h.Values(c.header), ","); v != c.want {
@@ -388,6 +310,9 @@ func TestGatewayEdge(t *testing.T) {
 		}
 		if h.Get("X-Request-Id") == "" {
 			t.Error("upstream got no X-Request-Id")
+		}
+		if ms := h.Get("X-Souk-Timeout-Ms"); ms == "" || ms > "1000" && len(ms) >= 4 {
+			t.Errorf("upstream got X-Souk-Timeout-Ms %q, want the time left of 1s", ms)
 		}
 		if got.URL.Path != "/echo/ping" || got.URL.RawQuery != "x=1" {
 			t.Errorf("upstream got %s?%s, want /echo/ping?x=1", got.URL.Path, got.URL.RawQuery)
@@ -437,11 +362,15 @@ func TestExternalEngines(t *testing.T) {
 	cfg := Config{
 		NATS:     natsURL,
 		Registry: discovery.Config{Bucket: testenv.Name("registry_")},
-		Gateway:  &GatewayConfig{Addr: "127.0.0.1:0", Timeout: 2 * time.Second, Routes: gateway.DefaultRoutes},
+		Gateway:  &GatewayConfig{Addr: "127.0.0.1:0", Config: testGatewayConfig()},
 		Server:   server.DefaultConfig(),
 	}
 	for _, name := range ServiceNames() {
-		cfg.Services = append(cfg.Services, ServiceConfig{Name: name, Addr: "127.0.0.1:0", DB: testenv.PostgresURL(t)})
+		sc := ServiceConfig{Name: name, Addr: "127.0.0.1:0", DB: testenv.PostgresURL(t)}
+		if name == "users" {
+			sc.Admin = &Admin{Email: adminEmail, Password: adminPassword}
+		}
+		cfg.Services = append(cfg.Services, sc)
 	}
 	sys, err := Start(context.Background(), cfg, testenv.Logger(t))
 	if err != nil {
@@ -458,17 +387,12 @@ func TestExternalEngines(t *testing.T) {
 		}
 	})
 	gw := sys.URLs[gateway.Name]
-	r := call(t, "POST", gw+"/api/users", `{"name":"Ada","email":"ada@example.com"}`)
-	if r.status != 201 {
-		t.Fatalf("POST /api/users on PostgreSQL: %d %s", r.status, r.body)
-	}
-	if r := call(t, "POST", gw+"/api/users", `{"name":"Ada","email":"ada@example.com"}`); r.status != 409 {
-		t.Fatalf("duplicate email on PostgreSQL: %d %s", r.status, r.body)
-	}
-	if r := call(t, "GET", gw+r.header.Get("Location"), ""); r.status != 200 {
+	admin := bearer(login(t, gw, adminEmail, adminPassword))
+	uid, ada := register(t, gw, "Ada", "ada-"+testenv.Name("")+"@example.com")
+	if r := call(t, "GET", gw+"/api/users/"+uid, "", bearer(ada)...); r.status != 200 {
 		t.Fatalf("GET user on PostgreSQL: %d %s", r.status, r.body)
 	}
-	r = call(t, "POST", gw+"/api/products", `{"name":"Lamp","price":{"amount":100,"currency":"EUR"}}`)
+	r := call(t, "POST", gw+"/api/products", `{"name":"Lamp","price":{"amount":100,"currency":"EUR"}}`, admin...)
 	if r.status != 201 {
 		t.Fatalf("POST /api/products on PostgreSQL: %d %s", r.status, r.body)
 	}
@@ -480,28 +404,24 @@ func TestExternalEngines(t *testing.T) {
 // TestEventsEndToEnd registers users through the gateway and waits for the
 // catalog's read model, fed by UserRegistered events, to count them.
 func TestEventsEndToEnd(t *testing.T) {
-	sys := startSystem(t, t.TempDir(), io.Discard)
+	sys := startSystem(t, t.TempDir(), io.Discard, nil)
 	t.Cleanup(func() { sys.Shutdown(context.Background()) })
 	gw := sys.URLs[gateway.Name]
+	admin := bearer(login(t, gw, adminEmail, adminPassword))
 	for i := range 5 {
-		if r := call(t, "POST", gw+"/api/users", fmt.Sprintf(`{"name":"U%d","email":"u%d@example.com"}`, i, i)); r.status != 201 {
-			t.Fatalf("POST user: %d %s", r.status, r.body)
+		body := fmt.Sprintf(`{"name":"U%d","email":"u%d@example.com","password":"correct horse battery"}`, i, i)
+		if r := call(t, "POST", gw+"/api/auth/register", body); r.status != 201 {
+			t.Fatalf("register: %d %s", r.status, r.body)
 		}
 	}
-	call(t, "POST", gw+"/api/users", `{"name":"Dup","email":"u0@example.com"}`) // 409: no event
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		r := call(t, "GET", gw+"/api/catalog/stats", "")
-		if r.status != 200 {
-			t.Fatalf("stats: %d %s", r.status, r.body)
-		}
-		n := r.json(t)["registered_users"].(float64)
-		if n == 5 {
-			break
-		}
-		if n > 5 || time.Now().After(deadline) {
-			t.Fatalf("catalog counts %v registered users, want 5", n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	call(t, "POST", gw+"/api/auth/register", `{"name":"Dup","email":"u0@example.com","password":"correct horse battery"}`) // 409: no event
+	want := 6.0                                                                                                            // and the admin
+	var n float64
+	if !eventually(5*time.Second, func() bool {
+		r := call(t, "GET", gw+"/api/catalog/stats", "", admin...)
+		n, _ = r.json(t)["registered_users"].(float64)
+		return n >= want
+	}) || n != want {
+		t.Fatalf("catalog counts %v registered users, want %v", n, want)
 	}
 }

@@ -12,9 +12,9 @@ var ErrNoInstance = errors.New("no live instance")
 
 // Picker chooses the instance of a service that gets the next request.
 type Picker interface {
-	// Pick returns a live endpoint of service other than avoid (which may
-	// be nil), or an error wrapping ErrNoInstance.
-	Pick(service string, avoid *Endpoint) (*Endpoint, error)
+	// Pick returns a live endpoint of service for which skip (which may
+	// be nil) is false, or an error wrapping ErrNoInstance.
+	Pick(service string, skip func(*Endpoint) bool) (*Endpoint, error)
 }
 
 var _ Picker = (*P2C)(nil)
@@ -32,13 +32,13 @@ func NewP2C(w *Watcher) *P2C { return &P2C{w: w} }
 // Pick implements Picker. Ejected instances are skipped unless every live
 // instance is ejected: then they all stay in play, as a guess beats a
 // certain failure.
-func (p *P2C) Pick(service string, avoid *Endpoint) (*Endpoint, error) {
+func (p *P2C) Pick(service string, skip func(*Endpoint) bool) (*Endpoint, error) {
 	all := p.w.endpoints(service)
 	now := time.Now().UnixNano()
 	var buf, ejectedBuf [16]*Endpoint
 	healthy, ejected := buf[:0], ejectedBuf[:0]
 	for _, ep := range all {
-		if ep == avoid || !p.w.alive(ep, now) {
+		if !p.w.alive(ep, now) || skip != nil && skip(ep) {
 			continue
 		}
 		if now < ep.ejectedUntil.Load() {

@@ -182,7 +182,7 @@ func TestP2C(t *testing.T) {
 			eps[0].Eject(time.Minute)
 			defer eps[0].Eject(-time.Minute)
 			for range 200 {
-				ep, _ := p.Pick("users", eps[1])
+				ep, _ := p.Pick("users", func(e *Endpoint) bool { return e == eps[1] })
 				if ep != eps[2] {
 					t.Fatalf("picked %s; only %s is neither ejected nor avoided", ep.URL, eps[2].URL)
 				}

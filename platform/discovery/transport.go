@@ -1,11 +1,14 @@
 package discovery
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -15,26 +18,68 @@ import (
 // instance, chosen by Picker, over Base. An instance that refuses the
 // connection is ejected for EjectFor and, when the request can be sent
 // again, the request goes to another instance: a refused connection means
-// the first instance never saw it.
+// the first instance never saw it. A Guard, if set, keeps requests from
+// instances it judges unhealthy (a circuit breaker per instance).
 type Transport struct {
 	Picker   Picker
 	Base     http.RoundTripper
 	EjectFor time.Duration
+	Guard    Guard
 }
 
+// Guard decides which instances may take requests, and learns from how
+// they answer.
+type Guard interface {
+	// Ready reports, without side effects, whether ep may be picked.
+	Ready(ep *Endpoint) bool
+	// Acquire reserves ep for one request; false means it may not take it
+	// now (a half-open breaker whose trial requests are all out).
+	Acquire(ep *Endpoint) bool
+	// Record reports the outcome of a request that Acquire let through:
+	// the response's status, or the error if there was no response.
+	Record(ep *Endpoint, status int, err error)
+}
+
+// ErrUnhealthy means every live instance of a service was refused by the
+// Guard.
+var ErrUnhealthy = errors.New("every instance is failing (circuit open)")
+
 var _ http.RoundTripper = (*Transport)(nil)
+
+// maxPicks bounds how many instances one request may try.
+const maxPicks = 4
 
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	service := req.URL.Host
-	var failed *Endpoint
-	for {
-		ep, err := t.Picker.Pick(service, failed)
+	var skipped [maxPicks]*Endpoint
+	tried := skipped[:0]
+	refusedOnce, guarded := false, false
+	skip := func(ep *Endpoint) bool {
+		if slices.Contains(tried, ep) {
+			return true
+		}
+		if t.Guard != nil && !t.Guard.Ready(ep) {
+			guarded = true
+			return true
+		}
+		return false
+	}
+	for len(tried) < maxPicks {
+		ep, err := t.Picker.Pick(service, skip)
 		if err != nil {
-			if failed == nil { // else Base has closed it
+			if !refusedOnce { // else Base has closed it
 				closeBody(req)
 			}
+			if guarded && !refusedOnce {
+				return nil, fmt.Errorf("%s: %w", service, ErrUnhealthy)
+			}
 			return nil, err
+		}
+		if t.Guard != nil && !t.Guard.Acquire(ep) {
+			tried = append(tried, ep)
+			guarded = true
+			continue
 		}
 		target, err := url.Parse(ep.URL)
 		if err != nil {
@@ -47,6 +92,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		out.URL = &u
 		ep.inFlight.Add(1)
 		resp, err := t.Base.RoundTrip(&out)
+		if t.Guard != nil && req.Context().Err() != context.Canceled {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			t.Guard.Record(ep, status, err)
+		}
 		if err == nil {
 			resp.Body = &countedBody{ReadCloser: resp.Body, ep: ep}
 			return resp, nil
@@ -56,10 +108,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		ep.Eject(t.EjectFor)
-		if failed != nil || !resendable(req) {
+		if refusedOnce || !resendable(req) {
 			return nil, err
 		}
-		failed = ep
+		refusedOnce = true
+		tried = append(tried, ep)
 		if req.GetBody != nil {
 			body, err := req.GetBody()
 			if err != nil {
@@ -70,6 +123,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req = &again
 		}
 	}
+	return nil, fmt.Errorf("%s: %w", service, ErrUnhealthy)
 }
 
 // refused reports whether err happened while dialing: the request was not

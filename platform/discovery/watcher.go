@@ -20,6 +20,16 @@ type Endpoint struct {
 	lastSeen     atomic.Int64 // unix nanos of the last heartbeat seen
 	inFlight     atomic.Int64
 	ejectedUntil atomic.Int64 // unix nanos
+
+	guardOnce  sync.Once
+	guardState any
+}
+
+// GuardState returns the state a Guard keeps for e (a circuit breaker,
+// say), made by create on first use. It lives and dies with e.
+func (e *Endpoint) GuardState(create func() any) any {
+	e.guardOnce.Do(func() { e.guardState = create() })
+	return e.guardState
 }
 
 // InFlight is how many requests this process has outstanding at e.

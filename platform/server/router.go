@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/souk-shop/souk/platform/problem"
@@ -55,11 +57,21 @@ func (rt *Router) Patterns() []string { return rt.patterns }
 // HeaderRequestID carries the request id between gateway, services and client.
 const HeaderRequestID = "X-Request-Id"
 
+// HeaderTimeout carries how many milliseconds the caller still waits.
+const HeaderTimeout = "X-Souk-Timeout-Ms"
+
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := requestID(r.Header.Get(HeaderRequestID))
 	w.Header().Set(HeaderRequestID, id)
-	r = r.WithContext(telemetry.WithRequestID(r.Context(), id))
+	ctx := telemetry.WithRequestID(r.Context(), id)
+	if ms, err := strconv.Atoi(r.Header.Get(HeaderTimeout)); err == nil && ms > 0 {
+		// The caller (the gateway) gives up after this: so do we.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+		defer cancel()
+	}
+	r = r.WithContext(ctx)
 	rec := &statusRecorder{ResponseWriter: w}
 
 	h, route := rt.mux.Handler(r)

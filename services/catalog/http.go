@@ -5,6 +5,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
@@ -18,7 +19,8 @@ type Service struct {
 // New returns the service over st.
 func New(st *Store) *Service { return &Service{store: st} }
 
-// Routes registers every route of the catalog API.
+// Routes registers every route of the catalog API. Anyone may read the
+// catalog; only admins (by the gateway's identity headers) change it.
 func (s *Service) Routes(rt *server.Router) {
 	rt.Handle("POST /products", s.create)
 	rt.Handle("GET /products", s.list)
@@ -38,6 +40,9 @@ func (s *Service) Consumers() []events.ConsumerConfig {
 }
 
 func (s *Service) stats(w http.ResponseWriter, r *http.Request) error {
+	if err := auth.FromRequest(r).RequireAdmin(); err != nil {
+		return err
+	}
 	st, err := s.store.Stats(r.Context())
 	if err != nil {
 		return err
@@ -69,6 +74,9 @@ type createRequest struct {
 }
 
 func (s *Service) create(w http.ResponseWriter, r *http.Request) error {
+	if err := auth.FromRequest(r).RequireAdmin(); err != nil {
+		return err
+	}
 	var req createRequest
 	if err := server.Decode(w, r, &req); err != nil {
 		return err
@@ -130,6 +138,9 @@ type updateRequest struct {
 }
 
 func (s *Service) update(w http.ResponseWriter, r *http.Request) error {
+	if err := auth.FromRequest(r).RequireAdmin(); err != nil {
+		return err
+	}
 	id, err := server.PathID(r, "id")
 	if err != nil {
 		return err
@@ -167,6 +178,9 @@ func (s *Service) update(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) delete(w http.ResponseWriter, r *http.Request) error {
+	if err := auth.FromRequest(r).RequireAdmin(); err != nil {
+		return err
+	}
 	id, err := server.PathID(r, "id")
 	if err != nil {
 		return err

@@ -1,146 +1,320 @@
-// Package gateway is the API gateway: the one public entry to the shop. It
-// maps /api/<resource>/… to the service that owns the resource, picks a live
-// instance of it from the registry, and forwards the request with a
-// deadline, a request id and X-Forwarded-* headers it sets itself.
+// Package gateway is the API gateway: the one public entry to the shop.
+// Each route of its configuration names a path, the methods, the service
+// that owns it and a policy (public, authenticated, admin). For each
+// request the gateway, in this order: answers CORS, authenticates the
+// caller (JWT or API key) and applies the route's policy, takes a token
+// from the caller's rate-limit buckets, bounds the body, sets a deadline,
+// and forwards the request, with the verified identity in headers only it
+// sets, to a live instance of the service (see platform/discovery and
+// platform/resilience for the picking, breakers, bulkhead and retries).
 package gateway
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/discovery"
 	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/resilience"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/telemetry"
 )
 
-// Name is the gateway's name in metrics and logs.
+// Name is the gateway's name in the registry, metrics and logs.
 const Name = "gateway"
-
-// Route sends requests under Prefix (e.g. /api/users) to Service, with
-// "/api" removed from the path (/api/users/7 → /users/7).
-type Route struct {
-	Prefix  string
-	Service string
-}
-
-// DefaultRoutes are the public API's routes.
-var DefaultRoutes = []Route{
-	{Prefix: "/api/users", Service: "users"},
-	{Prefix: "/api/products", Service: "catalog"},
-	{Prefix: "/api/catalog", Service: "catalog"},
-}
-
-// apiPrefix is removed from the path before a request is forwarded.
-const apiPrefix = "/api"
-
-// Config configures a Gateway.
-type Config struct {
-	Routes []Route
-	// Timeout bounds each forwarded request, from the gateway receiving it
-	// to the upstream's response headers and body.
-	Timeout time.Duration
-}
 
 // Gateway forwards API requests to services.
 type Gateway struct {
-	cfg   Config
-	proxy *httputil.ReverseProxy
-	log   *slog.Logger
+	cfg     Config
+	auth    *Authenticator
+	limiter *RateLimiter
+	log     *slog.Logger
+	limited *prometheus.CounterVec
+	routes  []*route
 }
 
-// New returns a gateway that sends requests through transport, which
-// resolves service names to instances (see discovery.Transport).
-func New(cfg Config, transport http.RoundTripper, log *slog.Logger) *Gateway {
-	g := &Gateway{cfg: cfg, log: log}
-	g.proxy = &httputil.ReverseProxy{
-		Rewrite:        rewrite,
-		Transport:      transport,
-		BufferPool:     bufferPool{},
-		ModifyResponse: modifyResponse,
-		ErrorHandler:   g.proxyError,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+// route is a configured route with its defaults applied and its proxy.
+type route struct {
+	Route
+	index int
+	proxy *httputil.ReverseProxy
+}
+
+// New returns a gateway for cfg that authenticates with authn, limits
+// rates with limiter and sends requests through transport, which resolves
+// service names (http://users/…) to instances.
+func New(cfg Config, authn *Authenticator, limiter *RateLimiter, transport http.RoundTripper, reg prometheus.Registerer, log *slog.Logger) *Gateway {
+	g := &Gateway{
+		cfg: cfg, auth: authn, limiter: limiter, log: log,
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "souk_gateway_rate_limited_total", Help: "Requests refused with 429, by route and by which limit.",
+		}, []string{"route", "by"}),
+	}
+	reg.MustRegister(g.limited)
+	for i, r := range cfg.Routes {
+		rt := &route{Route: r.withDefaults(cfg.Defaults), index: i}
+		rt.proxy = &httputil.ReverseProxy{
+			Rewrite:        rt.rewrite,
+			Transport:      transport,
+			BufferPool:     bufferPool{},
+			ModifyResponse: rt.modifyResponse,
+			ErrorHandler:   g.proxyError,
+			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		g.routes = append(g.routes, rt)
 	}
 	return g
 }
 
-// Routes registers each route's prefix, exactly and as a subtree.
+// Routes registers every configured route and CORS preflights where a
+// route allows CORS. Methods a route does not list, TRACE among them, get
+// 405 from the router.
 func (g *Gateway) Routes(rt *server.Router) {
-	for _, route := range g.cfg.Routes {
-		h := g.forward(route.Service)
-		rt.HandleHTTP(route.Prefix, h)
-		rt.HandleHTTP(route.Prefix+"/", h)
+	preflights := map[string]bool{}
+	for _, r := range g.routes {
+		for _, m := range r.Methods {
+			rt.HandleHTTP(m+" "+r.Path, g.handler(r))
+		}
+		if r.CORS != nil && !preflights[r.Path] {
+			preflights[r.Path] = true
+			rt.HandleHTTP("OPTIONS "+r.Path, g.preflight(r.Path))
+		}
 	}
 }
 
-type serviceKey struct{}
+type identityKey struct{}
 
-func (g *Gateway) forward(service string) http.Handler {
+func (g *Gateway) handler(rt *route) http.Handler {
+	label := strings.Join(rt.Methods, ",") + " " + rt.Path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.Timeout)
+		if rt.CORS != nil {
+			corsHeaders(w.Header(), r, rt.CORS)
+		}
+		id, err := g.auth.Authenticate(r)
+		if err == nil {
+			switch rt.Policy {
+			case Authenticated:
+				err = id.RequireUser()
+			case Admin:
+				err = id.RequireAdmin()
+			}
+		}
+		if err != nil {
+			problem.Write(w, err)
+			return
+		}
+		if !g.allow(w, r, rt, label, id) {
+			return
+		}
+		if r.ContentLength > rt.MaxBodyBytes {
+			problem.Write(w, problem.New(problem.TooLarge, "the body is larger than %d bytes", rt.MaxBodyBytes))
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, rt.MaxBodyBytes)
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
 		defer cancel()
-		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, serviceKey{}, service)))
+		rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, identityKey{}, id)))
 	})
 }
 
-// rewrite builds the upstream request. By the time it runs, ReverseProxy has
-// removed hop-by-hop headers, those named in Connection, and any
-// X-Forwarded-* the client sent; what is set here cannot be undone by the
-// client.
-func rewrite(pr *httputil.ProxyRequest) {
+// allow takes a token from each of the caller's buckets for the route: its
+// address always, its user if it signed in with a token, its key if it used
+// an API key. It writes the 429 itself when one is empty.
+func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, rt *route, label string, id auth.Identity) bool {
+	rl := rt.RateLimit
+	var tightest Decision
+	tightest.Remaining = math.MaxInt
+	check := func(by, key string, lim *Limit) bool {
+		if lim == nil || key == "" {
+			return true
+		}
+		d := g.limiter.Allow(strconv.Itoa(rt.index)+"|"+by+"|"+key, *lim)
+		if !d.Allowed {
+			g.limited.WithLabelValues(label, by).Inc()
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.RetryAfter.Seconds()))))
+			setRateLimitHeaders(w.Header(), d)
+			problem.Write(w, problem.New(problem.TooManyRequests, "rate limit per %s exceeded; retry in %s", by, d.RetryAfter.Round(time.Millisecond)))
+			return false
+		}
+		if d.Remaining < tightest.Remaining {
+			tightest = d
+		}
+		return true
+	}
+	var user, key string
+	switch id.Method {
+	case "jwt":
+		user = id.UserID
+	case "api-key":
+		key = id.KeyPrefix
+	}
+	if !check("address", clientIP(r), rl.Address) || !check("user", user, rl.User) || !check("key", key, rl.Key) {
+		return false
+	}
+	if tightest.Remaining != math.MaxInt {
+		setRateLimitHeaders(w.Header(), tightest)
+	}
+	return true
+}
+
+func setRateLimitHeaders(h http.Header, d Decision) {
+	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
+	h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
+	h.Set("RateLimit-Reset", strconv.Itoa(int(math.Ceil(d.RetryAfter.Seconds()))))
+}
+
+// clientIP is the address the connection came from: the gateway is the
+// edge, so it believes no X-Forwarded-For.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// rewrite builds the upstream request. ReverseProxy has already removed
+// hop-by-hop headers, the headers the client named in Connection, and the
+// client's X-Forwarded-*; what is set here cannot be undone by the client.
+func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	out.URL.Scheme = "http"
-	out.URL.Host = in.Context().Value(serviceKey{}).(string)
-	out.URL.Path = strings.TrimPrefix(in.URL.Path, apiPrefix)
-	out.URL.RawPath = strings.TrimPrefix(in.URL.RawPath, apiPrefix)
+	out.URL.Host = rt.Service
+	out.URL.Path = strings.TrimPrefix(in.URL.Path, *rt.StripPrefix)
+	out.URL.RawPath = strings.TrimPrefix(in.URL.RawPath, *rt.StripPrefix)
 	out.Host = ""
 	pr.SetXForwarded()
-	out.Header.Set(server.HeaderRequestID, telemetry.RequestID(in.Context()))
+	h := out.Header
+	auth.StripIdentity(h) // every X-Souk-* header, whatever a client sent
+	id, _ := in.Context().Value(identityKey{}).(auth.Identity)
+	id.SetHeaders(h)
+	h.Del("Authorization") // verified here; services get the identity, not the credential
+	h.Del("X-Api-Key")
+	h.Set(server.HeaderRequestID, telemetry.RequestID(in.Context()))
+	if dl, ok := in.Context().Deadline(); ok {
+		h.Set(server.HeaderTimeout, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
+	}
 	// Protocol switches (websocket, h2c) are not part of this API.
-	out.Header.Del("Upgrade")
+	h.Del("Upgrade")
+	h.Del("Connection")
+	h.Del("Http2-Settings")
 }
 
 // modifyResponse makes the service's Location point through the gateway,
 // and drops the service's copy of the request id, which the gateway's
 // router has already set on the response.
-func modifyResponse(resp *http.Response) error {
+func (rt *route) modifyResponse(resp *http.Response) error {
 	resp.Header.Del(server.HeaderRequestID)
-	if loc := resp.Header.Get("Location"); strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, apiPrefix+"/") {
-		resp.Header.Set("Location", apiPrefix+loc)
+	p := *rt.StripPrefix
+	if loc := resp.Header.Get("Location"); p != "" && strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, p+"/") {
+		resp.Header.Set("Location", p+loc)
 	}
 	return nil
 }
 
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	service, _ := r.Context().Value(serviceKey{}).(string)
+	service := r.URL.Host
+	if service == "" {
+		service = "the service"
+	}
 	var p *problem.Error
+	_, tooLarge := errors.AsType[*http.MaxBytesError](err)
 	switch {
+	case tooLarge:
+		p = problem.Wrap(problem.TooLarge, err, "the body is too large")
 	case errors.Is(err, discovery.ErrNoInstance):
-		p = problem.Wrap(problem.Unavailable, err, service+" is unavailable: no live instance")
+		p = problem.Wrap(problem.Unavailable, err, "the service is unavailable: no live instance")
+	case errors.Is(err, discovery.ErrUnhealthy):
+		p = problem.Wrap(problem.Unavailable, err, "the service is unavailable: every instance is failing")
+	case errors.Is(err, resilience.ErrBulkheadFull):
+		p = problem.Wrap(problem.Unavailable, err, "the service is overloaded: too many requests in flight")
 	case errors.Is(err, context.DeadlineExceeded):
-		p = problem.Wrap(problem.Timeout, err, service+" did not answer within "+g.cfg.Timeout.String())
+		p = problem.Wrap(problem.Timeout, err, "the service did not answer in time")
 	case errors.Is(err, context.Canceled):
 		p = problem.Wrap(problem.BadGateway, err, "the request was canceled")
-	case refusedOrReset(err):
-		p = problem.Wrap(problem.Unavailable, err, service+" is unavailable")
+	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
+		p = problem.Wrap(problem.Unavailable, err, "the service is unavailable")
 	default:
-		p = problem.Wrap(problem.BadGateway, err, service+" answered badly")
+		p = problem.Wrap(problem.BadGateway, err, "the service answered badly")
 	}
-	if r.Context().Err() == nil || errors.Is(r.Context().Err(), context.DeadlineExceeded) {
-		g.log.WarnContext(r.Context(), "upstream failed", "service", service, "err", err)
+	if !errors.Is(err, context.Canceled) && !tooLarge {
+		g.log.WarnContext(r.Context(), "upstream failed", "path", r.URL.Path, "err", err)
 	}
 	problem.Write(w, p)
 }
 
-func refusedOrReset(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+// preflight answers a CORS preflight for path from the CORS settings of the
+// routes on it.
+func (g *Gateway) preflight(path string) http.Handler {
+	var cors *CORS
+	var methods []string
+	for _, r := range g.routes {
+		if r.Path == path {
+			methods = append(methods, r.Methods...)
+			if cors == nil {
+				cors = r.CORS
+			}
+		}
+	}
+	allowMethods := strings.Join(methods, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		if !corsHeaders(h, r, cors) {
+			problem.Write(w, problem.New(problem.Forbidden, "origin %q may not call this API", r.Header.Get("Origin")))
+			return
+		}
+		want := r.Header.Get("Access-Control-Request-Method")
+		if !slices.Contains(methods, want) {
+			problem.Write(w, problem.New(problem.MethodNotAllowed, "%q is not allowed here; allowed: %s", want, allowMethods))
+			return
+		}
+		h.Set("Access-Control-Allow-Methods", allowMethods)
+		allowHeaders := append([]string{"Authorization", "Content-Type", "X-API-Key", "X-Request-Id"}, cors.Headers...)
+		h.Set("Access-Control-Allow-Headers", strings.Join(allowHeaders, ", "))
+		if cors.MaxAge > 0 {
+			h.Set("Access-Control-Max-Age", strconv.Itoa(int(cors.MaxAge.Seconds())))
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// corsHeaders sets the response headers for an allowed origin and reports
+// whether the request's origin is allowed.
+func corsHeaders(h http.Header, r *http.Request, c *CORS) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	h.Add("Vary", "Origin")
+	if !slices.Contains(c.Origins, "*") && !slices.Contains(c.Origins, origin) {
+		return false
+	}
+	if c.Credentials {
+		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Credentials", "true")
+	} else if slices.Contains(c.Origins, "*") {
+		h.Set("Access-Control-Allow-Origin", "*")
+	} else {
+		h.Set("Access-Control-Allow-Origin", origin)
+	}
+	h.Set("Access-Control-Expose-Headers", "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id")
+	return true
 }
 
 // bufferPool reuses the 32 KiB buffers ReverseProxy copies bodies through.

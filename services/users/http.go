@@ -1,23 +1,53 @@
 package users
 
 import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/souk-shop/souk/platform/auth"
+	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
 )
 
-// Service serves the users API.
+// Service serves the users API: users, registration and login, signing
+// keys and API keys.
 type Service struct {
-	store *Store
+	store   *Store
+	hasher  *auth.Hasher
+	keyLead time.Duration
 }
 
-// New returns the service over st.
-func New(st *Store) *Service { return &Service{store: st} }
+// New returns the service over st, hashing passwords with hasher. A
+// rotated signing key starts signing keyLead after the rotation (KeyLead
+// if zero, at once if negative).
+func New(st *Store, hasher *auth.Hasher, keyLead time.Duration) *Service {
+	if keyLead == 0 {
+		keyLead = KeyLead
+	}
+	return &Service{store: st, hasher: hasher, keyLead: max(keyLead, 0)}
+}
 
-// Routes registers every route of the users API.
+// Routes registers every route of the users API. Identity comes from the
+// gateway's headers (auth.FromRequest); each handler checks what it needs.
 func (s *Service) Routes(rt *server.Router) {
+	rt.Handle("POST /auth/register", s.register)
+	rt.Handle("POST /auth/login", s.login)
+	rt.Handle("GET /.well-known/jwks.json", s.jwks)
+	rt.Handle("POST /auth/signing-keys/rotate", s.rotate)
+	rt.Handle("POST /auth/keys", s.createKey)
+	rt.Handle("GET /auth/keys", s.listKeys)
+	rt.Handle("DELETE /auth/keys/{id}", s.revokeKey)
+
 	rt.Handle("POST /users", s.create)
 	rt.Handle("GET /users", s.list)
 	rt.Handle("GET /users/{id}", s.get)
@@ -25,22 +55,109 @@ func (s *Service) Routes(rt *server.Router) {
 	rt.Handle("DELETE /users/{id}", s.delete)
 }
 
-type createRequest struct {
-	Name  *string `json:"name"`
-	Email *string `json:"email"`
+// Consumers are the event consumers the users service runs: the projection
+// of API keys into the bucket the gateways watch. Creations and
+// revocations have a consumer each (one filter subject each, which any NATS
+// 2.x serves), so they may be applied in either order: projectAPIKey makes
+// the order not matter.
+func (s *Service) Consumers(keys jetstream.KeyValue) []events.ConsumerConfig {
+	project := projectAPIKey(keys)
+	return []events.ConsumerConfig{
+		{Name: "users-api-keys-created", Stream: events.StreamName(Name), Handlers: map[string]events.Handler{APIKeyCreated: project}},
+		{Name: "users-api-keys-revoked", Stream: events.StreamName(Name), Handlers: map[string]events.Handler{APIKeyRevoked: project}},
+	}
 }
 
-func (s *Service) create(w http.ResponseWriter, r *http.Request) error {
-	var req createRequest
+// projectAPIKey writes a key's entry to the bucket. A created key is only
+// ever added, never overwritten, so a revocation that got there first
+// stands; a revocation always overwrites.
+func projectAPIKey(keys jetstream.KeyValue) events.Handler {
+	return func(ctx context.Context, _ *sql.Tx, e events.Event) error {
+		var d APIKeyData
+		if err := json.Unmarshal(e.Data, &d); err != nil || d.Prefix == "" {
+			return events.Permanent(errors.New("api key event without a prefix"))
+		}
+		val, _ := json.Marshal(d)
+		if d.Revoked {
+			_, err := keys.Put(ctx, d.Prefix, val)
+			return err
+		}
+		if _, err := keys.Create(ctx, d.Prefix, val); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return err
+		}
+		return nil
+	}
+}
+
+type registerRequest struct {
+	Name     *string `json:"name"`
+	Email    *string `json:"email"`
+	Password *string `json:"password"`
+	Role     *string `json:"role"`
+}
+
+// newUser validates a registration and hashes its password.
+func (s *Service) newUser(ctx context.Context, req registerRequest, passwordRequired bool) (User, string, error) {
+	t := now()
+	u := User{ID: newID(), Name: deref(req.Name), Email: deref(req.Email), Role: auth.RoleCustomer, CreatedAt: t, UpdatedAt: t}
+	if req.Role != nil {
+		u.Role = *req.Role
+	}
+	var fields []problem.FieldError
+	if err := u.validate(); err != nil {
+		fields = append(fields, err.(*problem.Error).Fields...)
+	}
+	if err := auth.ValidRole(u.Role); err != nil {
+		fields = append(fields, problem.FieldError{Field: "role", Detail: "must be customer or admin"})
+	}
+	if req.Password != nil || passwordRequired {
+		if msg := checkPassword(deref(req.Password)); msg != "" {
+			fields = append(fields, problem.FieldError{Field: "password", Detail: msg})
+		}
+	}
+	if err := problem.Fields(fields); err != nil {
+		return User{}, "", err
+	}
+	if req.Password == nil {
+		return u, "", nil
+	}
+	hash, err := s.hasher.Hash(ctx, *req.Password)
+	if errors.Is(err, auth.ErrBusy) {
+		return User{}, "", problem.Wrap(problem.Unavailable, err, "too many sign-ups at once; try again")
+	}
+	return u, hash, err
+}
+
+// register lets anyone sign up as a customer, with a password.
+func (s *Service) register(w http.ResponseWriter, r *http.Request) error {
+	var req registerRequest
 	if err := server.Decode(w, r, &req); err != nil {
 		return err
 	}
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	u := User{ID: server.NewID(), Name: deref(req.Name), Email: deref(req.Email), CreatedAt: now, UpdatedAt: now}
-	if err := u.validate(); err != nil {
+	if req.Role != nil {
+		return problem.Field("role", "cannot be chosen at sign-up")
+	}
+	return s.createUser(w, r, req, true)
+}
+
+// create lets an admin add a user, with any role and optionally a password.
+func (s *Service) create(w http.ResponseWriter, r *http.Request) error {
+	if err := auth.FromRequest(r).RequireAdmin(); err != nil {
 		return err
 	}
-	if err := s.store.Create(r.Context(), u); err != nil {
+	var req registerRequest
+	if err := server.Decode(w, r, &req); err != nil {
+		return err
+	}
+	return s.createUser(w, r, req, false)
+}
+
+func (s *Service) createUser(w http.ResponseWriter, r *http.Request, req registerRequest, passwordRequired bool) error {
+	u, hash, err := s.newUser(r.Context(), req, passwordRequired)
+	if err != nil {
+		return err
+	}
+	if err := s.store.Create(r.Context(), u, hash); err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/users/"+u.ID)
@@ -48,9 +165,164 @@ func (s *Service) create(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+type loginRequest struct {
+	Email    *string `json:"email"`
+	Password *string `json:"password"`
+}
+
+// Token is what a successful login returns.
+type Token struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int    `json:"expires_in"`
+}
+
+func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
+	var req loginRequest
+	if err := server.Decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Email == nil || req.Password == nil {
+		return problem.New(problem.Invalid, "email and password are required")
+	}
+	email := strings.ToLower(strings.TrimSpace(*req.Email))
+	keys := []string{"account:" + email, "address:" + clientAddr(r)}
+	wait, err := s.store.loginBlocked(r.Context(), keys...)
+	if err != nil {
+		return err
+	}
+	if wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second).Seconds())+1))
+		return problem.New(problem.TooManyRequests, "too many failed logins; try again in %s", wait.Round(time.Second))
+	}
+	id, hash, role, err := s.store.credentials(r.Context(), email)
+	if err != nil {
+		return err
+	}
+	ok, err := s.hasher.Verify(r.Context(), *req.Password, hash)
+	if errors.Is(err, auth.ErrBusy) {
+		return problem.Wrap(problem.Unavailable, err, "too many logins at once; try again")
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if err := s.store.recordLoginFailure(r.Context(), keys...); err != nil {
+			return err
+		}
+		return problem.New(problem.Unauthorized, "wrong email or password")
+	}
+	key, err := s.store.ActiveKey(r.Context())
+	if err != nil {
+		return err
+	}
+	token, err := key.Sign(id, role, time.Now())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	server.WriteJSON(w, http.StatusOK, Token{AccessToken: token, TokenType: "Bearer", ExpiresIn: int(auth.TokenTTL.Seconds())})
+	return nil
+}
+
+// clientAddr is the client's address as the gateway saw it (the gateway
+// replaces any X-Forwarded-For a client sends), or the peer's.
+func clientAddr(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		first, _, _ := strings.Cut(xff, ",")
+		return strings.TrimSpace(first)
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (s *Service) jwks(w http.ResponseWriter, r *http.Request) error {
+	set, err := s.store.PublicKeys(r.Context())
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	server.WriteJSON(w, http.StatusOK, set)
+	return nil
+}
+
+func (s *Service) rotate(w http.ResponseWriter, r *http.Request) error {
+	if err := auth.FromRequest(r).RequireAdmin(); err != nil {
+		return err
+	}
+	kid, activates, err := s.store.RotateKey(r.Context(), s.keyLead)
+	if err != nil {
+		return err
+	}
+	server.WriteJSON(w, http.StatusOK, map[string]any{"kid": kid, "activates_at": activates})
+	return nil
+}
+
+type createKeyRequest struct {
+	Name *string `json:"name"`
+}
+
+func (s *Service) createKey(w http.ResponseWriter, r *http.Request) error {
+	id := auth.FromRequest(r)
+	if err := id.RequireUser(); err != nil {
+		return err
+	}
+	var req createKeyRequest
+	if err := server.Decode(w, r, &req); err != nil {
+		return err
+	}
+	name := strings.TrimSpace(deref(req.Name))
+	if name == "" || len(name) > 100 {
+		return problem.Field("name", "is required, at most 100 characters")
+	}
+	k, err := s.store.CreateAPIKey(r.Context(), id.UserID, name)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", "/auth/keys/"+k.ID)
+	server.WriteJSON(w, http.StatusCreated, k)
+	return nil
+}
+
+func (s *Service) listKeys(w http.ResponseWriter, r *http.Request) error {
+	id := auth.FromRequest(r)
+	if err := id.RequireUser(); err != nil {
+		return err
+	}
+	keys, err := s.store.APIKeys(r.Context(), id.UserID)
+	if err != nil {
+		return err
+	}
+	server.WriteJSON(w, http.StatusOK, map[string]any{"items": keys})
+	return nil
+}
+
+func (s *Service) revokeKey(w http.ResponseWriter, r *http.Request) error {
+	id := auth.FromRequest(r)
+	if err := id.RequireUser(); err != nil {
+		return err
+	}
+	keyID, err := server.PathID(r, "id")
+	if err != nil {
+		return err
+	}
+	if err := s.store.RevokeAPIKey(r.Context(), keyID, id.UserID, id.IsAdmin()); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
 func (s *Service) get(w http.ResponseWriter, r *http.Request) error {
 	id, err := server.PathID(r, "id")
 	if err != nil {
+		return err
+	}
+	if err := auth.FromRequest(r).RequireSelfOrAdmin(id); err != nil {
 		return err
 	}
 	u, err := s.store.Get(r.Context(), id)
@@ -62,6 +334,9 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
+	if err := auth.FromRequest(r).RequireAdmin(); err != nil {
+		return err
+	}
 	q, err := server.ParsePageQuery(r)
 	if err != nil {
 		return err
@@ -77,6 +352,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 type updateRequest struct {
 	Name  *string `json:"name"`
 	Email *string `json:"email"`
+	Role  *string `json:"role"`
 }
 
 func (s *Service) update(w http.ResponseWriter, r *http.Request) error {
@@ -84,12 +360,24 @@ func (s *Service) update(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	caller := auth.FromRequest(r)
+	if err := caller.RequireSelfOrAdmin(id); err != nil {
+		return err
+	}
 	var req updateRequest
 	if err := server.Decode(w, r, &req); err != nil {
 		return err
 	}
-	if req.Name == nil && req.Email == nil {
-		return problem.New(problem.Invalid, "nothing to change: set name or email")
+	if req.Name == nil && req.Email == nil && req.Role == nil {
+		return problem.New(problem.Invalid, "nothing to change: set name, email or role")
+	}
+	if req.Role != nil {
+		if !caller.IsAdmin() {
+			return problem.New(problem.Forbidden, "only admins may change roles")
+		}
+		if err := auth.ValidRole(*req.Role); err != nil {
+			return problem.Field("role", "must be customer or admin")
+		}
 	}
 	u, err := s.store.Update(r.Context(), id, func(u *User) error {
 		if req.Name != nil {
@@ -97,6 +385,9 @@ func (s *Service) update(w http.ResponseWriter, r *http.Request) error {
 		}
 		if req.Email != nil {
 			u.Email = *req.Email
+		}
+		if req.Role != nil {
+			u.Role = *req.Role
 		}
 		return u.validate()
 	})
@@ -110,6 +401,9 @@ func (s *Service) update(w http.ResponseWriter, r *http.Request) error {
 func (s *Service) delete(w http.ResponseWriter, r *http.Request) error {
 	id, err := server.PathID(r, "id")
 	if err != nil {
+		return err
+	}
+	if err := auth.FromRequest(r).RequireSelfOrAdmin(id); err != nil {
 		return err
 	}
 	if err := s.store.Delete(r.Context(), id); err != nil {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
@@ -23,22 +22,22 @@ type Store struct {
 // events going to outbox.
 func NewStore(db *store.DB, outbox *events.Outbox) *Store { return &Store{db: db, outbox: outbox} }
 
-const userColumns = `id, name, email, created_at, updated_at`
+const userColumns = `id, name, email, role, created_at, updated_at`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
-	err := row.Scan(&u.ID, &u.Name, &u.Email, &u.CreatedAt, &u.UpdatedAt)
+	err := row.Scan(&u.ID, &u.Name, &u.Email, &u.Role, &u.CreatedAt, &u.UpdatedAt)
 	u.CreatedAt, u.UpdatedAt = u.CreatedAt.UTC(), u.UpdatedAt.UTC()
 	return u, err
 }
 
-// Create inserts u and publishes UserRegistered. A taken email is a
-// Conflict.
-func (s *Store) Create(ctx context.Context, u User) error {
+// Create inserts u with a password hash ("" for none: the user cannot log
+// in) and publishes UserRegistered. A taken email is a Conflict.
+func (s *Store) Create(ctx context.Context, u User, passwordHash string) error {
 	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5)`,
-			u.ID, u.Name, u.Email, u.CreatedAt, u.UpdatedAt)
+			`INSERT INTO users (`+userColumns+`, password_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			u.ID, u.Name, u.Email, u.Role, u.CreatedAt, u.UpdatedAt, passwordHash)
 		if store.IsUniqueViolation(err) {
 			return nil, problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
 		}
@@ -83,40 +82,52 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]User, erro
 }
 
 // Update applies fn to the user with id in one transaction and stores the
-// result, which it returns. An error from fn aborts the update.
+// result, which it returns. An error from fn aborts the update. A change of
+// role revokes the user's API keys, which carry the role they were made
+// with.
 func (s *Store) Update(ctx context.Context, id string, fn func(*User) error) (User, error) {
 	var u User
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err := s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
 		var err error
 		u, err = scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 		if errors.Is(err, sql.ErrNoRows) {
-			return problem.New(problem.NotFound, "user %s not found", id)
+			return nil, problem.New(problem.NotFound, "user %s not found", id)
 		}
 		if err != nil {
-			return fmt.Errorf("get user: %w", err)
+			return nil, fmt.Errorf("get user: %w", err)
 		}
+		oldRole := u.Role
 		if err := fn(&u); err != nil {
-			return err
+			return nil, err
 		}
-		u.UpdatedAt = time.Now().UTC().Truncate(time.Microsecond)
-		_, err = tx.ExecContext(ctx, `UPDATE users SET name = $1, email = $2, updated_at = $3 WHERE id = $4`,
-			u.Name, u.Email, u.UpdatedAt, u.ID)
+		u.UpdatedAt = now()
+		_, err = tx.ExecContext(ctx, `UPDATE users SET name = $1, email = $2, role = $3, updated_at = $4 WHERE id = $5`,
+			u.Name, u.Email, u.Role, u.UpdatedAt, u.ID)
 		if store.IsUniqueViolation(err) {
-			return problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
+			return nil, problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
 		}
-		return err
+		if err != nil || u.Role == oldRole {
+			return nil, err
+		}
+		return revokeKeys(ctx, tx, `user_id = $1`, u.ID)
 	})
 	return u, err
 }
 
-// Delete removes the user with id, or returns NotFound.
+// Delete removes the user with id, and their API keys, or returns NotFound.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id)
-	if err != nil {
-		return fmt.Errorf("delete user: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return problem.New(problem.NotFound, "user %s not found", id)
-	}
-	return nil
+	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+		evs, err := revokeKeys(ctx, tx, `user_id = $1`, id)
+		if err != nil {
+			return nil, err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id)
+		if err != nil {
+			return nil, fmt.Errorf("delete user: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, problem.New(problem.NotFound, "user %s not found", id)
+		}
+		return evs, nil
+	})
 }

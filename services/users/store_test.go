@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/souk-shop/souk/internal/testenv"
+	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
@@ -27,7 +28,7 @@ func TestStore(t *testing.T) {
 
 func newUser(name, email string) User {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	return User{ID: server.NewID(), Name: name, Email: email, CreatedAt: now, UpdatedAt: now}
+	return User{ID: server.NewID(), Name: name, Email: email, Role: auth.RoleCustomer, CreatedAt: now, UpdatedAt: now}
 }
 
 func wantCode(t *testing.T, call string, err error, want problem.Code) {
@@ -40,12 +41,12 @@ func wantCode(t *testing.T, call string, err error, want problem.Code) {
 func testStore(t *testing.T, st *Store, db *store.DB) {
 	ctx := context.Background()
 	ada := newUser("Ada", "ada@example.com")
-	if err := st.Create(ctx, ada); err != nil {
+	if err := st.Create(ctx, ada, ""); err != nil {
 		t.Fatalf("Create(ada): %v", err)
 	}
 
 	t.Run("create publishes UserRegistered; a failed create nothing", func(t *testing.T) {
-		_ = st.Create(ctx, newUser("Ada twin", "ada@example.com"))
+		_ = st.Create(ctx, newUser("Ada twin", "ada@example.com"), "")
 		if got := testenv.OutboxTypes(t, db); !slices.Equal(got, []string{UserRegistered}) {
 			t.Fatalf("outbox after one create and one duplicate: %v", got)
 		}
@@ -62,7 +63,7 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 	})
 
 	t.Run("duplicate email is a conflict", func(t *testing.T) {
-		err := st.Create(ctx, newUser("Other Ada", "ada@example.com"))
+		err := st.Create(ctx, newUser("Other Ada", "ada@example.com"), "")
 		wantCode(t, "Create(same email)", err, problem.Conflict)
 	})
 
@@ -87,7 +88,7 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 
 	t.Run("update to a taken email is a conflict and changes nothing", func(t *testing.T) {
 		bob := newUser("Bob", "bob@example.com")
-		if err := st.Create(ctx, bob); err != nil {
+		if err := st.Create(ctx, bob, ""); err != nil {
 			t.Fatal(err)
 		}
 		_, err := st.Update(ctx, bob.ID, func(u *User) error { u.Email = "ada@example.com"; return nil })
@@ -110,7 +111,7 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 
 	t.Run("list pages through every user in id order", func(t *testing.T) {
 		for i := range 5 {
-			if err := st.Create(ctx, newUser(fmt.Sprint("user ", i), fmt.Sprintf("u%d@example.com", i))); err != nil {
+			if err := st.Create(ctx, newUser(fmt.Sprint("user ", i), fmt.Sprintf("u%d@example.com", i)), ""); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -143,7 +144,7 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 		}
 		_, err := st.Get(ctx, ada.ID)
 		wantCode(t, "Get(deleted)", err, problem.NotFound)
-		if err := st.Create(ctx, newUser("Ada again", "ada@example.com")); err != nil {
+		if err := st.Create(ctx, newUser("Ada again", "ada@example.com"), ""); err != nil {
 			t.Fatalf("the email of a deleted user is free again, but Create = %v", err)
 		}
 	})

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/server"
 )
 
 // Name is the service's name in the registry, metrics and logs.
@@ -30,9 +31,15 @@ type User struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	Email     string    `json:"email"`
+	Role      string    `json:"role"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
+
+// now is the time as stored: UTC, to the microsecond (PostgreSQL's precision).
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func newID() string { return server.NewID() }
 
 // validate checks the fields a client sets, and normalises the email.
 func (u *User) validate() error {
@@ -56,6 +63,18 @@ func checkName(name string) string {
 		return "must be at most 200 characters"
 	case strings.IndexFunc(name, unicode.IsControl) >= 0:
 		return "must not contain control characters"
+	}
+	return ""
+}
+
+// checkPassword enforces a length, not a composition: long passphrases
+// beat short complicated ones (NIST SP 800-63B).
+func checkPassword(pw string) string {
+	switch n := utf8.RuneCountInString(pw); {
+	case n < 10:
+		return "must be at least 10 characters"
+	case len(pw) > 256:
+		return "must be at most 256 bytes"
 	}
 	return ""
 }

@@ -1,0 +1,208 @@
+package system
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/souk-shop/souk/platform/discovery"
+	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/server"
+	"github.com/souk-shop/souk/platform/telemetry"
+	"github.com/souk-shop/souk/services/gateway"
+)
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+const (
+	adminEmail    = "admin@example.com"
+	adminPassword = "admin password 123"
+)
+
+// testGatewayConfig is the built-in configuration without rate limits (the
+// tests that test them set their own), with a 1 s timeout, and with routes
+// to two services only tests register: echo, which tells what it
+// received, and ghost, which never runs.
+func testGatewayConfig() gateway.Config {
+	cfg := gateway.DefaultConfig()
+	cfg.Defaults.Timeout = time.Second
+	cfg.Defaults.RateLimit = gateway.RateLimits{}
+	for i := range cfg.Routes {
+		cfg.Routes[i].RateLimit = nil
+	}
+	all := []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+	cfg.Routes = append(cfg.Routes,
+		gateway.Route{Path: "/api/echo/{rest...}", Methods: all, Service: "echo", Policy: gateway.Public},
+		gateway.Route{Path: "/api/ghost/{rest...}", Methods: all, Service: "ghost", Policy: gateway.Public},
+	)
+	return cfg
+}
+
+// startSystem starts every service and the gateway on random loopback ports
+// with their data in dir, an admin account, and gw as the gateway's
+// configuration (testGatewayConfig if nil).
+func startSystem(t *testing.T, dir string, logs io.Writer, gw *gateway.Config) *System {
+	t.Helper()
+	log, err := telemetry.NewLogger(logs, "json", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gw == nil {
+		c := testGatewayConfig()
+		gw = &c
+	}
+	cfg := Config{
+		NATSListen: "127.0.0.1:0",
+		DataDir:    dir,
+		Gateway:    &GatewayConfig{Addr: "127.0.0.1:0", Config: *gw},
+		Server:     server.DefaultConfig(),
+	}
+	for _, name := range ServiceNames() {
+		sc := ServiceConfig{Name: name, Addr: "127.0.0.1:0", DB: dir + "/" + name + ".db"}
+		if name == "users" {
+			sc.Admin = &Admin{Email: adminEmail, Password: adminPassword}
+			sc.SigningKeyLead = -1 // rotated keys sign at once; gateways learn them on the first unknown kid
+		}
+		cfg.Services = append(cfg.Services, sc)
+	}
+	sys, err := Start(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sys
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.body, &m); err != nil {
+		t.Fatalf("response body %q is not a JSON object: %v", r.body, err)
+	}
+	return m
+}
+
+func (r response) problem(t *testing.T) problem.Body {
+	t.Helper()
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("status %d with Content-Type %q, want application/problem+json; body %s", r.status, ct, r.body)
+	}
+	var p problem.Body
+	if err := json.Unmarshal(r.body, &p); err != nil {
+		t.Fatalf("problem body %q: %v", r.body, err)
+	}
+	if p.Status != r.status || p.Title == "" || p.RequestID == "" {
+		t.Fatalf("problem body %+v for status %d", p, r.status)
+	}
+	return p
+}
+
+// call sends a request with a JSON body (if not empty) and headers given
+// as name, value pairs.
+func call(t *testing.T, method, url, body string, headers ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, url, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+// login returns an access token for email.
+func login(t *testing.T, gw, email, password string) string {
+	t.Helper()
+	r := call(t, "POST", gw+"/api/auth/login", fmt.Sprintf(`{"email":%q,"password":%q}`, email, password))
+	if r.status != 200 {
+		t.Fatalf("login %s: %d %s", email, r.status, r.body)
+	}
+	tok, _ := r.json(t)["access_token"].(string)
+	return tok
+}
+
+// register signs a customer up and returns its id and an access token.
+func register(t *testing.T, gw, name, email string) (id, token string) {
+	t.Helper()
+	r := call(t, "POST", gw+"/api/auth/register", fmt.Sprintf(`{"name":%q,"email":%q,"password":"correct horse battery"}`, name, email))
+	if r.status != 201 {
+		t.Fatalf("register %s: %d %s", email, r.status, r.body)
+	}
+	return r.json(t)["id"].(string), login(t, gw, email, "correct horse battery")
+}
+
+// serveAs registers e as an instance of service and waits until the
+// gateway has sent it a request for path.
+func serveAs(t *testing.T, reg *discovery.Registry, gw, service string, e *echoService, path string) {
+	t.Helper()
+	if _, err := reg.Register(t.Context(), discovery.Instance{Service: service, ID: discovery.NewInstanceID(), URL: e.URL}); err != nil {
+		t.Fatal(err)
+	}
+	_, before := e.request()
+	if !eventually(3*time.Second, func() bool {
+		call(t, "GET", gw+path, "")
+		_, n := e.request()
+		return n > before
+	}) {
+		t.Fatalf("the gateway never routed %s to %s", path, service)
+	}
+}
+
+// eventually polls cond every 10 ms for up to d.
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
+}

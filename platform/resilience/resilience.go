@@ -1,0 +1,284 @@
+// Package resilience guards calls to upstream services, with failsafe-go's
+// policies: a circuit breaker per instance (plugged into the discovery
+// transport as its Guard), a bulkhead per service, and retries of
+// idempotent requests with jittered backoff within a retry budget. It
+// holds no state machine of its own.
+package resilience
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/budget"
+	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/souk-shop/souk/platform/discovery"
+)
+
+// Config tunes the policies.
+type Config struct {
+	// Retries is how many times an idempotent request without a body
+	// (GET, HEAD, OPTIONS, PUT, DELETE) is sent again after a connection
+	// error or a 502, 503 or 504.
+	Retries int `yaml:"retries"`
+	// RetryBudget caps retries at this fraction of the requests in
+	// flight to a service, so that retries never multiply an overload.
+	RetryBudget float64 `yaml:"retry_budget"`
+	// BackoffMin and BackoffMax bound the jittered wait between tries.
+	BackoffMin time.Duration `yaml:"backoff_min"`
+	BackoffMax time.Duration `yaml:"backoff_max"`
+	// MaxInFlight is the bulkhead: requests in flight to one service.
+	MaxInFlight int `yaml:"max_in_flight"`
+	// Breaker opens an instance's circuit when, of at least MinRequests
+	// in Window, FailureRate or more failed (a 5xx or no answer); it stays
+	// open for OpenFor, then lets Probes requests through (half-open) and
+	// closes if they all succeed.
+	Breaker BreakerConfig `yaml:"breaker"`
+}
+
+// BreakerConfig configures the circuit breakers.
+type BreakerConfig struct {
+	FailureRate float64       `yaml:"failure_rate"`
+	MinRequests int           `yaml:"min_requests"`
+	Window      time.Duration `yaml:"window"`
+	OpenFor     time.Duration `yaml:"open_for"`
+	Probes      int           `yaml:"probes"`
+}
+
+// DefaultConfig suits services that answer in milliseconds.
+func DefaultConfig() Config {
+	return Config{
+		Retries: 2, RetryBudget: 0.2, BackoffMin: 10 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
+		MaxInFlight: 512,
+		Breaker:     BreakerConfig{FailureRate: 0.5, MinRequests: 20, Window: 10 * time.Second, OpenFor: 5 * time.Second, Probes: 3},
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	switch {
+	case c.Retries < 0 || c.Retries > 10:
+		return errors.New("retries: must be from 0 to 10")
+	case c.RetryBudget < 0 || c.RetryBudget > 1:
+		return errors.New("retry_budget: must be from 0 to 1")
+	case c.BackoffMin <= 0 || c.BackoffMax < c.BackoffMin:
+		return errors.New("backoff_min, backoff_max: want 0 < backoff_min <= backoff_max")
+	case c.MaxInFlight < 1:
+		return errors.New("max_in_flight: must be at least 1")
+	case c.Breaker.FailureRate <= 0 || c.Breaker.FailureRate > 1:
+		return errors.New("breaker.failure_rate: must be in (0, 1]")
+	case c.Breaker.MinRequests < 1 || c.Breaker.Window <= 0 || c.Breaker.OpenFor <= 0 || c.Breaker.Probes < 1:
+		return errors.New("breaker: min_requests, window, open_for and probes must be positive")
+	}
+	return nil
+}
+
+// Metrics count what the policies do.
+type Metrics struct {
+	retries     *prometheus.CounterVec
+	rejected    *prometheus.CounterVec
+	transitions *prometheus.CounterVec
+}
+
+// NewMetrics registers the resilience metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "souk_upstream_retries_total", Help: "Requests sent again to an upstream service.",
+		}, []string{"upstream"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "souk_upstream_rejected_total", Help: "Requests not sent: bulkhead full, retry budget spent, or every circuit open.",
+		}, []string{"upstream", "reason"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "souk_upstream_breaker_transitions_total", Help: "Circuit breaker state changes, by the state entered.",
+		}, []string{"upstream", "state"}),
+	}
+	reg.MustRegister(m.retries, m.rejected, m.transitions)
+	return m
+}
+
+// Breakers keeps a circuit breaker per instance, on the instance's
+// discovery.Endpoint; it is the discovery transport's Guard.
+type Breakers struct {
+	cfg     BreakerConfig
+	metrics *Metrics
+}
+
+var _ discovery.Guard = (*Breakers)(nil)
+
+// NewBreakers returns breakers configured by cfg.
+func NewBreakers(cfg BreakerConfig, m *Metrics) *Breakers {
+	return &Breakers{cfg: cfg, metrics: m}
+}
+
+func (b *Breakers) breaker(ep *discovery.Endpoint) circuitbreaker.CircuitBreaker[any] {
+	return ep.GuardState(func() any {
+		service := ep.Service
+		return circuitbreaker.NewBuilder[any]().
+			WithFailureRateThreshold(b.cfg.FailureRate, uint(b.cfg.MinRequests), b.cfg.Window).
+			WithDelay(b.cfg.OpenFor).
+			WithSuccessThreshold(uint(b.cfg.Probes)).
+			OnStateChanged(func(e circuitbreaker.StateChangedEvent) {
+				b.metrics.transitions.WithLabelValues(service, stateName(e.NewState)).Inc()
+			}).
+			Build()
+	}).(circuitbreaker.CircuitBreaker[any])
+}
+
+func stateName(s circuitbreaker.State) string {
+	switch s {
+	case circuitbreaker.OpenState:
+		return "open"
+	case circuitbreaker.HalfOpenState:
+		return "half_open"
+	}
+	return "closed"
+}
+
+// Ready implements discovery.Guard.
+func (b *Breakers) Ready(ep *discovery.Endpoint) bool { return !b.breaker(ep).IsOpen() }
+
+// Acquire implements discovery.Guard.
+func (b *Breakers) Acquire(ep *discovery.Endpoint) bool { return b.breaker(ep).TryAcquirePermit() }
+
+// Record implements discovery.Guard: a 5xx or no response is a failure.
+func (b *Breakers) Record(ep *discovery.Endpoint, status int, err error) {
+	cb := b.breaker(ep)
+	if err != nil || status >= 500 {
+		cb.RecordFailure()
+	} else {
+		cb.RecordSuccess()
+	}
+}
+
+// State is the breaker state of ep, for tests and diagnostics.
+func (b *Breakers) State(ep *discovery.Endpoint) circuitbreaker.State { return b.breaker(ep).State() }
+
+// Errors the transport returns.
+var (
+	ErrBulkheadFull = errors.New("too many requests in flight to this service")
+)
+
+// Transport applies the bulkhead and the retries to requests for
+// http://<service>/…, then sends them through next (the discovery
+// transport, with the breakers as its Guard).
+type Transport struct {
+	next    http.RoundTripper
+	cfg     Config
+	metrics *Metrics
+
+	mu       sync.Mutex
+	services map[string]*upstream
+}
+
+// upstream is one service's bulkhead, retry budget and retry executor.
+type upstream struct {
+	bulkhead bulkhead.Bulkhead[*http.Response]
+	retry    failsafe.Executor[*http.Response]
+	retries  prometheus.Counter
+}
+
+// NewTransport wraps next.
+func NewTransport(next http.RoundTripper, cfg Config, m *Metrics) *Transport {
+	return &Transport{next: next, cfg: cfg, metrics: m, services: map[string]*upstream{}}
+}
+
+func (t *Transport) upstream(service string) *upstream {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	u, ok := t.services[service]
+	if ok {
+		return u
+	}
+	u = &upstream{
+		bulkhead: bulkhead.New[*http.Response](uint(t.cfg.MaxInFlight)),
+		retries:  t.metrics.retries.WithLabelValues(service),
+	}
+	b := budget.NewBuilder().WithMaxRate(t.cfg.RetryBudget).
+		OnBudgetExceeded(func(budget.ExceededEvent) { t.metrics.rejected.WithLabelValues(service, "retry_budget").Inc() }).
+		Build()
+	policy := retrypolicy.NewBuilder[*http.Response]().
+		HandleIf(func(resp *http.Response, err error) bool {
+			if err != nil {
+				return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+			}
+			return resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
+				resp.StatusCode == http.StatusGatewayTimeout
+		}).
+		WithMaxRetries(t.cfg.Retries).
+		WithBackoff(t.cfg.BackoffMin, t.cfg.BackoffMax).
+		WithJitterFactor(0.5).
+		WithBudget(b).
+		OnRetryScheduled(func(e failsafe.ExecutionScheduledEvent[*http.Response]) {
+			if r := e.LastResult(); r != nil { // the answer we will not use
+				_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 64<<10))
+				_ = r.Body.Close()
+			}
+			u.retries.Inc()
+		}).
+		ReturnLastFailure().
+		Build()
+	u.retry = failsafe.With[*http.Response](policy)
+	t.services[service] = u
+	return u
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	service := req.URL.Host
+	u := t.upstream(service)
+	if !u.bulkhead.TryAcquirePermit() {
+		t.metrics.rejected.WithLabelValues(service, "bulkhead").Inc()
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, fmt.Errorf("%s: %w", service, ErrBulkheadFull)
+	}
+	var resp *http.Response
+	var err error
+	if retryable(req) {
+		resp, err = u.retry.WithContext(req.Context()).Get(func() (*http.Response, error) { return t.next.RoundTrip(req) })
+	} else {
+		resp, err = t.next.RoundTrip(req)
+	}
+	if err != nil {
+		u.bulkhead.ReleasePermit()
+		return nil, err
+	}
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: u.bulkhead.ReleasePermit}
+	return resp, nil
+}
+
+// retryable reports whether req may be sent more than once: its method is
+// idempotent and it has no body to send again.
+func retryable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return req.Body == nil || req.Body == http.NoBody
+	}
+	return false
+}
+
+// releasingBody gives the bulkhead permit back when the response is closed.
+type releasingBody struct {
+	io.ReadCloser
+	release func()
+	done    atomic.Bool
+}
+
+func (b *releasingBody) Close() error {
+	if b.done.CompareAndSwap(false, true) {
+		b.release()
+	}
+	return b.ReadCloser.Close()
+}

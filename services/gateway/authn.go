@@ -1,0 +1,236 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/souk-shop/souk/platform/auth"
+	"github.com/souk-shop/souk/platform/problem"
+)
+
+// Authenticator turns a request's credentials into an identity: an access
+// token (JWT), verified locally against the users service's JWK Set, or an
+// API key, checked against the keys the users service projects into NATS KV.
+type Authenticator struct {
+	keyfunc jwt.Keyfunc
+	parser  *jwt.Parser
+	tokens  tokenCache
+	keys    apiKeys
+	fails   *prometheus.CounterVec
+}
+
+// NewAuthenticator verifies tokens with the keys served at jwksURL (fetched
+// with client, refreshed every minute and at once, at most every 2 s, on an
+// unknown key id) and API keys with the entries in keys. It runs until ctx
+// ends.
+func NewAuthenticator(ctx context.Context, jwksURL string, client *http.Client, keys jetstream.KeyValue, reg prometheus.Registerer, log *slog.Logger) (*Authenticator, error) {
+	noErr := true
+	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
+		Client:                    client,
+		HTTPTimeout:               5 * time.Second,
+		NoErrorReturnFirstHTTPReq: &noErr, // the users service may start after the gateway
+		RefreshInterval:           time.Minute,
+		RefreshUnknownKID:         rate.NewLimiter(rate.Every(2*time.Second), 1),
+		RateLimitWaitMax:          10 * time.Millisecond, // never queue requests behind a refresh
+		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
+			return func(ctx context.Context, err error) {
+				if ctx.Err() == nil {
+					log.Warn("refreshing the JWK Set failed", "url", jwksURL, "err", err)
+				}
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	a := &Authenticator{
+		keyfunc: kf.Keyfunc,
+		parser:  auth.Parser(),
+		tokens:  tokenCache{entries: map[string]cachedToken{}},
+		fails: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "souk_gateway_auth_failures_total", Help: "Requests refused for their credentials, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(a.fails)
+	if err := a.keys.watch(ctx, keys); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// authError is a refusal with a reason for the metrics.
+func (a *Authenticator) authError(reason, detail string) error {
+	a.fails.WithLabelValues(reason).Inc()
+	return problem.New(problem.Unauthorized, "%s", detail)
+}
+
+// Authenticate returns the identity the request's credentials prove, or
+// the anonymous identity if it has none. Credentials that are present but
+// wrong are an error, even on a public route.
+func (a *Authenticator) Authenticate(r *http.Request) (auth.Identity, error) {
+	cred := r.Header.Get("X-API-Key")
+	if cred == "" {
+		h := r.Header.Get("Authorization")
+		if h == "" {
+			return auth.Identity{}, nil
+		}
+		scheme, rest, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(rest) == "" {
+			return auth.Identity{}, a.authError("malformed", "Authorization must be: Bearer <token or API key>")
+		}
+		cred = strings.TrimSpace(rest)
+	}
+	if strings.HasPrefix(cred, "souk_") {
+		return a.apiKey(cred)
+	}
+	return a.token(cred)
+}
+
+func (a *Authenticator) apiKey(key string) (auth.Identity, error) {
+	prefix, secret, ok := auth.ParseAPIKey(key)
+	if !ok {
+		return auth.Identity{}, a.authError("malformed", "malformed API key")
+	}
+	e, ok := a.keys.get(prefix)
+	if !ok || !auth.APIKeyMatches(secret, e.SecretHash) {
+		return auth.Identity{}, a.authError("unknown_key", "unknown API key")
+	}
+	if e.Revoked {
+		return auth.Identity{}, a.authError("revoked_key", "this API key was revoked")
+	}
+	return auth.Identity{UserID: e.UserID, Role: e.Role, Method: "api-key", KeyPrefix: prefix}, nil
+}
+
+func (a *Authenticator) token(raw string) (auth.Identity, error) {
+	now := time.Now()
+	if id, ok := a.tokens.get(raw, now); ok {
+		return id, nil
+	}
+	var claims auth.Claims
+	_, err := a.parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
+		if _, err := auth.KeyID(t); err != nil {
+			return nil, err
+		}
+		return a.keyfunc(t)
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return auth.Identity{}, a.authError("expired", "the token has expired; log in again")
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return auth.Identity{}, a.authError("not_yet_valid", "the token is not valid yet")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer), errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return auth.Identity{}, a.authError("wrong_issuer_or_audience", "the token is not for this API")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return auth.Identity{}, a.authError("bad_signature", "the token's signature is invalid")
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return auth.Identity{}, a.authError("unverifiable", "the token's key or algorithm is not accepted")
+	default:
+		return auth.Identity{}, a.authError("invalid", "the token is invalid")
+	}
+	if claims.Subject == "" || auth.ValidRole(claims.Role) != nil {
+		return auth.Identity{}, a.authError("invalid", "the token has no subject or an unknown role")
+	}
+	id := auth.Identity{UserID: claims.Subject, Role: claims.Role, Method: "jwt"}
+	a.tokens.put(raw, id, claims.ExpiresAt.Time)
+	return id, nil
+}
+
+// tokenCache remembers verified tokens until they expire, so that a client
+// reusing its token costs a map lookup instead of a signature check.
+type tokenCache struct {
+	mu      sync.RWMutex
+	entries map[string]cachedToken
+}
+
+type cachedToken struct {
+	id  auth.Identity
+	exp time.Time
+}
+
+const tokenCacheSize = 10_000
+
+func (c *tokenCache) get(raw string, now time.Time) (auth.Identity, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[raw]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.exp) {
+		return auth.Identity{}, false // expired entries fail here and are parsed, and refused, again
+	}
+	return e.id, true
+}
+
+func (c *tokenCache) put(raw string, id auth.Identity, exp time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= tokenCacheSize {
+		now := time.Now()
+		for k, e := range c.entries { // drop the expired, or else any one
+			if !now.Before(e.exp) || len(c.entries) >= tokenCacheSize {
+				delete(c.entries, k)
+			}
+		}
+	}
+	c.entries[raw] = cachedToken{id: id, exp: exp}
+}
+
+// apiKeys mirrors the API key bucket.
+type apiKeys struct {
+	mu      sync.RWMutex
+	entries map[string]auth.APIKeyEntry
+}
+
+func (k *apiKeys) get(prefix string) (auth.APIKeyEntry, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	e, ok := k.entries[prefix]
+	return e, ok
+}
+
+// watch loads the bucket and follows it until ctx ends.
+func (k *apiKeys) watch(ctx context.Context, kv jetstream.KeyValue) error {
+	k.entries = map[string]auth.APIKeyEntry{}
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch api keys: %w", err)
+	}
+	synced := make(chan struct{})
+	go func() {
+		defer func() { _ = w.Stop() }()
+		for e := range w.Updates() {
+			if e == nil {
+				close(synced)
+				continue
+			}
+			var entry auth.APIKeyEntry
+			k.mu.Lock()
+			if e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &entry) == nil {
+				k.entries[e.Key()] = entry
+			} else {
+				delete(k.entries, e.Key())
+			}
+			k.mu.Unlock()
+		}
+	}()
+	select {
+	case <-synced:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("watch api keys: the initial entries did not arrive in 10s")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

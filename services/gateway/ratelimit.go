@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"context"
+	"hash/maphash"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// RateLimiter keeps token buckets by key (an address, a user, an API key,
+// with the route). The limit holds across gateway replicas by splitting it:
+// each of n live replicas (as the registry counts them) allows 1/n of it.
+// That needs no round trip per request; its cost is that a client whose
+// requests all land on one replica gets 1/n of its limit, never more than
+// the whole.
+type RateLimiter struct {
+	replicas func() int
+	seed     maphash.Seed
+	shards   [32]limiterShard
+}
+
+type limiterShard struct {
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	lim      *rate.Limiter
+	share    int // the replica count its rate was set for
+	lastUsed atomic.Int64
+}
+
+// NewRateLimiter returns a limiter that splits limits by replicas() and
+// forgets idle buckets until ctx ends.
+func NewRateLimiter(ctx context.Context, replicas func() int) *RateLimiter {
+	l := &RateLimiter{replicas: replicas, seed: maphash.MakeSeed()}
+	for i := range l.shards {
+		l.shards[i].buckets = map[string]*bucket{}
+	}
+	go l.sweep(ctx)
+	return l
+}
+
+// Decision is the outcome of Allow, with what the RateLimit headers need.
+type Decision struct {
+	Allowed    bool
+	Limit      int           // the bucket's burst, for this replica
+	Remaining  int           // tokens left
+	RetryAfter time.Duration // when a token will be there, if not allowed
+}
+
+// Allow takes a token from the bucket key, created with lim if new.
+func (l *RateLimiter) Allow(key string, lim Limit) Decision {
+	n := max(l.replicas(), 1)
+	sh := &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
+	sh.mu.Lock()
+	b, ok := sh.buckets[key]
+	if !ok {
+		b = &bucket{lim: rate.NewLimiter(share(lim, n)), share: n}
+		sh.buckets[key] = b
+	} else if b.share != n {
+		r, burst := share(lim, n)
+		b.lim.SetLimit(r)
+		b.lim.SetBurst(burst)
+		b.share = n
+	}
+	sh.mu.Unlock()
+	now := time.Now()
+	b.lastUsed.Store(now.UnixNano())
+	r := b.lim.ReserveN(now, 1)
+	d := Decision{Limit: b.lim.Burst()}
+	if delay := r.DelayFrom(now); delay > 0 {
+		r.CancelAt(now)
+		d.RetryAfter = delay
+		return d
+	}
+	d.Allowed = true
+	d.Remaining = int(math.Max(0, math.Floor(b.lim.TokensAt(now))))
+	return d
+}
+
+// share is one replica's part of lim.
+func share(lim Limit, n int) (rate.Limit, int) {
+	return rate.Limit(lim.RPS / float64(n)), max(1, int(math.Ceil(float64(lim.Burst)/float64(n))))
+}
+
+// sweep forgets buckets unused for ten minutes: a full bucket is the same
+// as a new one.
+func (l *RateLimiter) sweep(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cutoff := time.Now().Add(-10 * time.Minute).UnixNano()
+		for i := range l.shards {
+			sh := &l.shards[i]
+			sh.mu.Lock()
+			for k, b := range sh.buckets {
+				if b.lastUsed.Load() < cutoff {
+					delete(sh.buckets, k)
+				}
+			}
+			sh.mu.Unlock()
+		}
+	}
+}

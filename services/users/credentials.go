@@ -1,0 +1,335 @@
+package users
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/souk-shop/souk/platform/auth"
+	"github.com/souk-shop/souk/platform/events"
+	"github.com/souk-shop/souk/platform/problem"
+)
+
+// Credential, signing-key and API-key storage. Everything here lives in the
+// users service's own database.
+
+// credentials returns the password hash and role of the user with email.
+func (s *Store) credentials(ctx context.Context, email string) (id, hash, role string, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT id, password_hash, role FROM users WHERE email = $1`, email).Scan(&id, &hash, &role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", "", nil
+	}
+	return id, hash, role, err
+}
+
+// SetRole gives the user with email the role and revokes their API keys,
+// which carry the role they were made with.
+func (s *Store) SetRole(ctx context.Context, email, role string) error {
+	if err := auth.ValidRole(role); err != nil {
+		return problem.Field("role", err.Error())
+	}
+	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+		var id string
+		err := tx.QueryRowContext(ctx, `UPDATE users SET role = $1, updated_at = $2 WHERE email = $3 RETURNING id`,
+			role, now(), email).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, problem.New(problem.NotFound, "no user with email %s", email)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return revokeKeys(ctx, tx, `user_id = $1`, id)
+	})
+}
+
+// BootstrapAdmin makes sure the user with email exists and is an admin.
+// If it does not exist it is created with password, or with a random
+// password, which is returned, if password is empty. If it exists and
+// password is not empty, its password is set to it.
+func (s *Store) BootstrapAdmin(ctx context.Context, hasher *auth.Hasher, email, password string) (generated string, err error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	id, _, role, err := s.credentials(ctx, email)
+	if err != nil {
+		return "", err
+	}
+	if id != "" {
+		if role != auth.RoleAdmin {
+			if err := s.SetRole(ctx, email, auth.RoleAdmin); err != nil {
+				return "", err
+			}
+		}
+		if password == "" {
+			return "", nil
+		}
+		hash, err := hasher.Hash(ctx, password)
+		if err != nil {
+			return "", err
+		}
+		_, err = s.db.ExecContext(ctx, `UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3`, hash, now(), id)
+		return "", err
+	}
+	if password == "" {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		password = base64.RawURLEncoding.EncodeToString(b[:])
+		generated = password
+	} else if msg := checkPassword(password); msg != "" {
+		return "", problem.Field("password", msg)
+	}
+	hash, err := hasher.Hash(ctx, password)
+	if err != nil {
+		return "", err
+	}
+	t := now()
+	u := User{ID: newID(), Name: "Administrator", Email: email, Role: auth.RoleAdmin, CreatedAt: t, UpdatedAt: t}
+	if err := u.validate(); err != nil {
+		return "", err
+	}
+	return generated, s.Create(ctx, u, hash)
+}
+
+// ActiveKey returns the key that signs new tokens, creating the first one
+// (active at once) if there is none.
+func (s *Store) ActiveKey(ctx context.Context) (auth.SigningKey, error) {
+	var kid, seed string
+	t := now()
+	err := s.db.QueryRowContext(ctx,
+		`SELECT kid, private_key FROM signing_keys WHERE activates_at <= $1 AND (retired_at IS NULL OR retired_at > $1)
+		 ORDER BY activates_at DESC, kid DESC LIMIT 1`, t).Scan(&kid, &seed)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, _, err := s.RotateKey(ctx, 0); err != nil {
+			return auth.SigningKey{}, err
+		}
+		return s.ActiveKey(ctx)
+	}
+	if err != nil {
+		return auth.SigningKey{}, fmt.Errorf("signing key: %w", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(seed)
+	if err != nil || len(raw) != ed25519.SeedSize {
+		return auth.SigningKey{}, fmt.Errorf("signing key %s is corrupt", kid)
+	}
+	return auth.SigningKey{ID: kid, Private: ed25519.NewKeyFromSeed(raw)}, nil
+}
+
+// KeyLead is how long a new signing key is published before it signs:
+// longer than gateways take to refresh their copy of the JWK Set (1 min),
+// so that no gateway meets a token whose key it has not seen.
+const KeyLead = 2 * time.Minute
+
+// RotateKey makes a new signing key, published now and signing from
+// lead from now, when the keys before it retire; they keep verifying the
+// tokens they signed until those expire. It returns the new key's id and
+// when it starts signing.
+func (s *Store) RotateKey(ctx context.Context, lead time.Duration) (string, time.Time, error) {
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := rand.Read(seed); err != nil {
+		return "", time.Time{}, err
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	kid := hex.EncodeToString(b[:])
+	t := now()
+	activates := t.Add(lead)
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL OR retired_at > $1`, activates); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, private_key, created_at, activates_at) VALUES ($1, $2, $3, $4)`,
+			kid, base64.StdEncoding.EncodeToString(seed), t, activates)
+		return err
+	})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("rotate signing key: %w", err)
+	}
+	return kid, activates, nil
+}
+
+// PublicKeys is the JWK Set: the active key, a key about to become active,
+// and the keys retired recently enough that tokens they signed may still be
+// valid.
+func (s *Store) PublicKeys(ctx context.Context) (auth.JWKS, error) {
+	cutoff := now().Add(-auth.TokenTTL - time.Minute)
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL OR retired_at > $1 ORDER BY activates_at DESC`, cutoff)
+	if err != nil {
+		return auth.JWKS{}, err
+	}
+	defer rows.Close()
+	set := auth.JWKS{Keys: []auth.JWK{}}
+	for rows.Next() {
+		var kid, seed string
+		if err := rows.Scan(&kid, &seed); err != nil {
+			return auth.JWKS{}, err
+		}
+		raw, err := base64.StdEncoding.DecodeString(seed)
+		if err != nil || len(raw) != ed25519.SeedSize {
+			return auth.JWKS{}, fmt.Errorf("signing key %s is corrupt", kid)
+		}
+		pub := ed25519.NewKeyFromSeed(raw).Public().(ed25519.PublicKey)
+		set.Keys = append(set.Keys, auth.PublicJWK(kid, pub))
+	}
+	return set, rows.Err()
+}
+
+// APIKey is an API key as its owner sees it: never the secret, except once
+// in Key when it is created.
+type APIKey struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Prefix    string     `json:"prefix"`
+	Role      string     `json:"role"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Key       string     `json:"key,omitempty"`
+}
+
+// CreateAPIKey makes a key for the user, with the user's current role, and
+// publishes APIKeyCreated so that gateways learn it.
+func (s *Store) CreateAPIKey(ctx context.Context, userID, name string) (APIKey, error) {
+	key, prefix, hash := auth.NewAPIKey()
+	k := APIKey{ID: newID(), Name: name, Prefix: prefix, CreatedAt: now(), Key: key}
+	err := s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+		err := tx.QueryRowContext(ctx, `SELECT role FROM users WHERE id = $1`, userID).Scan(&k.Role)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, problem.New(problem.NotFound, "user %s not found", userID)
+		}
+		if err != nil {
+			return nil, err
+		}
+		_, err = tx.ExecContext(ctx,
+			`INSERT INTO api_keys (id, user_id, name, prefix, secret_hash, role, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			k.ID, userID, k.Name, k.Prefix, hash, k.Role, k.CreatedAt)
+		if err != nil {
+			return nil, fmt.Errorf("insert api key: %w", err)
+		}
+		ev, err := events.New(ctx, APIKeyCreated, k.Prefix, APIKeyData{Prefix: prefix, SecretHash: hash, UserID: userID, Role: k.Role})
+		return []events.Event{ev}, err
+	})
+	return k, err
+}
+
+// APIKeys lists the user's keys, newest first.
+func (s *Store) APIKeys(ctx context.Context, userID string) ([]APIKey, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT id, name, prefix, role, created_at, revoked_at FROM api_keys WHERE user_id = $1 ORDER BY created_at DESC, id DESC`, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	keys := []APIKey{}
+	for rows.Next() {
+		var k APIKey
+		var revoked sql.NullTime
+		if err := rows.Scan(&k.ID, &k.Name, &k.Prefix, &k.Role, &k.CreatedAt, &revoked); err != nil {
+			return nil, err
+		}
+		k.CreatedAt = k.CreatedAt.UTC()
+		if revoked.Valid {
+			t := revoked.Time.UTC()
+			k.RevokedAt = &t
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+// RevokeAPIKey revokes the key id if it belongs to userID (any key, if
+// admin), and publishes APIKeyRevoked.
+func (s *Store) RevokeAPIKey(ctx context.Context, id, userID string, admin bool) error {
+	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+		var owner string
+		err := tx.QueryRowContext(ctx, `SELECT user_id FROM api_keys WHERE id = $1`, id).Scan(&owner)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && owner != userID && !admin {
+			return nil, problem.New(problem.NotFound, "api key %s not found", id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return revokeKeys(ctx, tx, `id = $1`, id)
+	})
+}
+
+// revokeKeys revokes the unrevoked keys matching where (with one argument)
+// and returns an APIKeyRevoked event for each.
+func revokeKeys(ctx context.Context, tx *sql.Tx, where string, arg any) ([]events.Event, error) {
+	rows, err := tx.QueryContext(ctx, `UPDATE api_keys SET revoked_at = $2 WHERE `+where+` AND revoked_at IS NULL RETURNING prefix`, arg, now())
+	if err != nil {
+		return nil, fmt.Errorf("revoke api keys: %w", err)
+	}
+	var prefixes []string
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		prefixes = append(prefixes, p)
+	}
+	rows.Close()
+	var evs []events.Event
+	for _, p := range prefixes {
+		ev, err := events.New(ctx, APIKeyRevoked, p, APIKeyData{Prefix: p, Revoked: true})
+		if err != nil {
+			return nil, err
+		}
+		evs = append(evs, ev)
+	}
+	return evs, rows.Err()
+}
+
+// loginWindow is the window in which failed logins are counted.
+const loginWindow = time.Minute
+
+// maxLoginFailures is how many failed logins per account and per client
+// address a window allows.
+const maxLoginFailures = 5
+
+// loginBlocked returns how long until any of keys may try to log in again,
+// or 0 if all may now.
+func (s *Store) loginBlocked(ctx context.Context, keys ...string) (time.Duration, error) {
+	var wait time.Duration
+	t := now()
+	for _, k := range keys {
+		var start time.Time
+		var failures int
+		err := s.db.QueryRowContext(ctx, `SELECT window_start, failures FROM login_failures WHERE key = $1`, k).Scan(&start, &failures)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if until := start.Add(loginWindow); failures >= maxLoginFailures && until.After(t) {
+			wait = max(wait, until.Sub(t))
+		}
+	}
+	return wait, nil
+}
+
+// recordLoginFailure counts a failed login against each key, starting a new
+// window where the last one has ended.
+func (s *Store) recordLoginFailure(ctx context.Context, keys ...string) error {
+	t := now()
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			_, err := tx.ExecContext(ctx, `
+				INSERT INTO login_failures (key, window_start, failures) VALUES ($1, $2, 1)
+				ON CONFLICT (key) DO UPDATE SET
+					failures = CASE WHEN login_failures.window_start > $3 THEN login_failures.failures + 1 ELSE 1 END,
+					window_start = CASE WHEN login_failures.window_start > $3 THEN login_failures.window_start ELSE $2 END`,
+				k, t, t.Add(-loginWindow))
+			if err != nil {
+				return fmt.Errorf("record login failure: %w", err)
+			}
+		}
+		return nil
+	})
+}
