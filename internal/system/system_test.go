@@ -146,6 +146,8 @@ func TestSystemEndToEnd(t *testing.T) {
 			{"PUT", "/api/users/" + id, `{"name":"x"}`, admin, 405, ""},
 			{"DELETE", "/api/products", "", admin, 405, ""},
 			{"TRACE", "/api/products", "", nil, 405, ""},
+			{"GET", "/api/products/..%2f..%2fusers", "", nil, 400, ""},
+			{"GET", "/api/products/%2e%2e", "", nil, 400, ""},
 		}
 		for _, c := range cases {
 			r := call(t, c.method, gw+c.path, c.body, c.auth...)

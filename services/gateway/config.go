@@ -109,46 +109,43 @@ func LoadConfig(path string) (Config, error) {
 // ParseConfig decodes and checks a configuration. Unknown keys, wrong
 // types and impossible values are errors that name the line.
 func ParseConfig(b []byte) (Config, error) {
-	var doc struct {
-		Defaults Defaults          `yaml:"defaults"`
-		Upstream resilience.Config `yaml:"upstream"`
-		Routes   []yaml.Node       `yaml:"routes"`
-	}
-	doc.Upstream = resilience.DefaultConfig()
+	// First strictly, so that unknown keys and wrong types fail with their
+	// line; then again as nodes, for the line of each route.
+	cfg := Config{Upstream: resilience.DefaultConfig()}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(&doc); err != nil {
+	if err := dec.Decode(&cfg); err != nil {
 		return Config{}, err
 	}
-	cfg := Config{Defaults: doc.Defaults, Upstream: doc.Upstream}
+	var lines struct {
+		Routes []yaml.Node `yaml:"routes"`
+	}
+	if err := yaml.Unmarshal(b, &lines); err != nil {
+		return Config{}, err
+	}
 	if err := cfg.Upstream.Validate(); err != nil {
 		return Config{}, fmt.Errorf("upstream.%w", err)
 	}
 	if err := cfg.Defaults.validate(); err != nil {
 		return Config{}, fmt.Errorf("defaults.%w", err)
 	}
-	if len(doc.Routes) == 0 {
+	if len(cfg.Routes) == 0 {
 		return Config{}, errors.New("routes: at least one route is needed")
 	}
 	seen := map[string]int{}
-	for i := range doc.Routes {
-		n := &doc.Routes[i]
-		var r Route
-		if err := n.Decode(&r); err != nil {
-			return Config{}, fmt.Errorf("line %d (routes[%d]): %w", n.Line, i, err)
-		}
-		r.line = n.Line
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		r.line = lines.Routes[i].Line
 		if err := r.validate(); err != nil {
-			return Config{}, fmt.Errorf("line %d (routes[%d] %s): %w", n.Line, i, r.Path, err)
+			return Config{}, fmt.Errorf("line %d (routes[%d] %s): %w", r.line, i, r.Path, err)
 		}
 		for _, m := range r.Methods {
 			key := m + " " + r.Path
 			if prev, dup := seen[key]; dup {
-				return Config{}, fmt.Errorf("line %d (routes[%d]): %s is already routed at line %d", n.Line, i, key, prev)
+				return Config{}, fmt.Errorf("line %d (routes[%d]): %s is already routed at line %d", r.line, i, key, prev)
 			}
-			seen[key] = n.Line
+			seen[key] = r.line
 		}
-		cfg.Routes = append(cfg.Routes, r)
 	}
 	return cfg, nil
 }

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -101,6 +102,10 @@ type identityKey struct{}
 func (g *Gateway) handler(rt *route) http.Handler {
 	label := strings.Join(rt.Methods, ",") + " " + rt.Path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := checkPath(r.URL); err != nil {
+			problem.Write(w, err)
+			return
+		}
 		if rt.CORS != nil {
 			corsHeaders(w.Header(), r, rt.CORS)
 		}
@@ -131,6 +136,23 @@ func (g *Gateway) handler(rt *route) http.Handler {
 		defer cancel()
 		rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, identityKey{}, id)))
 	})
+}
+
+// checkPath refuses paths that could mean one thing here and another
+// upstream: an encoded slash or backslash (one segment here, two for a
+// server that decodes first) and dot segments hidden by encoding (the
+// router cleans the literal ones). Found by FuzzRouting.
+func checkPath(u *url.URL) error {
+	raw := strings.ToLower(u.RawPath)
+	if strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.ContainsRune(u.Path, '\\') {
+		return problem.New(problem.Invalid, "encoded slashes and backslashes are not allowed in paths")
+	}
+	for seg := range strings.SplitSeq(u.Path, "/") {
+		if seg == "." || seg == ".." {
+			return problem.New(problem.Invalid, "dot segments are not allowed in paths")
+		}
+	}
+	return nil
 }
 
 // allow takes a token from each of the caller's buckets for the route: its

@@ -1,0 +1,237 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/souk-shop/souk/platform/auth"
+	"github.com/souk-shop/souk/platform/server"
+	"github.com/souk-shop/souk/platform/telemetry"
+)
+
+// fixture is a gateway over the built-in configuration whose upstream is a
+// recorder, and an authenticator with one signing key and one API key.
+type fixture struct {
+	router   *server.Router
+	authn    *Authenticator
+	upstream *recorder
+	token    string // valid, for user u1, customer
+	apiKey   string // valid, for user u2, admin
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	reqs []*http.Request
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	r.reqs = append(r.reqs, req)
+	r.mu.Unlock()
+	if req.Body != nil {
+		io.Copy(io.Discard, req.Body)
+		req.Body.Close()
+	}
+	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+}
+
+func (r *recorder) take() []*http.Request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got := r.reqs
+	r.reqs = nil
+	return got
+}
+
+func newFixture(t testing.TB) *fixture {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	key := auth.SigningKey{ID: "k1", Private: priv}
+	token, err := key.Sign("u1", auth.RoleCustomer, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiKey, prefix, hash := auth.NewAPIKey()
+	a := &Authenticator{
+		keyfunc: func(tok *jwt.Token) (any, error) {
+			if tok.Header["kid"] == key.ID {
+				return pub, nil
+			}
+			return nil, errors.New("unknown kid")
+		},
+		parser: auth.Parser(),
+		tokens: tokenCache{entries: map[string]cachedToken{}},
+		keys:   apiKeys{entries: map[string]auth.APIKeyEntry{prefix: {Prefix: prefix, SecretHash: hash, UserID: "u2", Role: auth.RoleAdmin}}},
+		fails:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "f"}, []string{"reason"}),
+	}
+	log := slog.New(slog.DiscardHandler)
+	rec := &recorder{}
+	cfg := DefaultConfig()
+	cfg.Defaults.RateLimit = RateLimits{}
+	for i := range cfg.Routes {
+		cfg.Routes[i].RateLimit = nil
+	}
+	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(prometheus.NewRegistry()))
+	New(cfg, a, NewRateLimiter(t.Context(), func() int { return 1 }), rec, prometheus.NewRegistry(), log).Routes(rt)
+	return &fixture{router: rt, authn: a, upstream: rec, token: token, apiKey: apiKey}
+}
+
+// FuzzRouting sends arbitrary request lines through the gateway and checks
+// that whatever reaches a service went to the service the configuration
+// names for that path, on a clean path under it, with no identity the
+// request did not prove.
+func FuzzRouting(f *testing.F) {
+	for _, seed := range []string{
+		"GET /api/products", "GET /api/products/0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d", "GET /api/users/../products",
+		"GET /api/products/..%2f..%2fusers", "GET //api/products", "POST /api/auth/login", "GET /.well-known/jwks.json",
+		"GET /api/products/%2e%2e/x", "DELETE /api/products/1?x=/../", "GET /api/catalog/stats", "TRACE /api/products",
+		"GET /api/products/./1", "GET /API/products", "GET /api/products/a%00b",
+	} {
+		f.Add(seed, "")
+	}
+	fx := newFixture(f)
+	routes := DefaultConfig().Routes
+	f.Fuzz(func(t *testing.T, line, identity string) {
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(line + " HTTP/1.1\r\nHost: souk\r\nX-Souk-User-Id: " + sanitize(identity) + "\r\n\r\n")))
+		if err != nil {
+			return
+		}
+		req.RemoteAddr = "192.0.2.1:1234"
+		rec := httptest.NewRecorder()
+		fx.router.ServeHTTP(rec, req)
+		for _, up := range fx.upstream.take() {
+			if id := up.Header.Get(auth.HeaderUserID); id != "" {
+				t.Fatalf("%q: an anonymous request reached %s as user %q", line, up.URL, id)
+			}
+			p := up.URL.Path
+			if strings.Contains("/"+p+"/", "/../") || strings.Contains("/"+p+"/", "/./") || strings.Contains(p, "//") {
+				t.Fatalf("%q: forwarded the unclean path %q", line, p)
+			}
+			if !routedTo(routes, req.Method, req.URL.Path, up.URL.Host, p) {
+				t.Fatalf("%q: forwarded to %s%s, which no route allows", line, up.URL.Host, p)
+			}
+		}
+	})
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// routedTo reports whether some route sends method and public path to
+// service, as upstreamPath.
+func routedTo(routes []Route, method, public, service, upstreamPath string) bool {
+	for _, r := range routes {
+		strip := "/api"
+		if r.StripPrefix != nil {
+			strip = *r.StripPrefix
+		}
+		if r.Service != service || !slices.Contains(r.Methods, method) && method != http.MethodHead {
+			continue
+		}
+		if strings.TrimPrefix(public, strip) != upstreamPath || !strings.HasPrefix(public, strip) {
+			continue
+		}
+		if matches(r.Path, public) {
+			return true
+		}
+	}
+	return false
+}
+
+// matches reports whether path fits a ServeMux pattern made of literal
+// segments and {wildcards}.
+func matches(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return false
+	}
+	for i := range ps {
+		if strings.HasPrefix(ps[i], "{") {
+			if xs[i] == "" {
+				return false
+			}
+			continue
+		}
+		if ps[i] != xs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// FuzzAuthorization sends arbitrary Authorization headers and checks that
+// none proves an identity except the real token and API key.
+func FuzzAuthorization(f *testing.F) {
+	fx := newFixture(f)
+	parts := strings.Split(fx.token, ".")
+	for _, seed := range []string{
+		"Bearer " + fx.token, "bearer " + fx.token, "Bearer " + fx.apiKey, "Bearer", "Bearer ", "Basic abc",
+		"Bearer " + parts[0] + "." + parts[1] + ".", "Bearer " + parts[0] + "..", "Bearer eyJhbGciOiJub25lIn0." + parts[1] + ".",
+		"Bearer souk_00000000_" + strings.Repeat("A", 43), "Bearer " + fx.token + "x", "Bearer " + strings.ToUpper(fx.token),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, header string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", header)
+		id, err := fx.authn.Authenticate(r)
+		if err != nil || id.Anonymous() {
+			return
+		}
+		scheme, cred, _ := strings.Cut(header, " ")
+		cred = strings.TrimSpace(cred)
+		if !strings.EqualFold(scheme, "Bearer") || (cred != fx.token && cred != fx.apiKey) {
+			t.Fatalf("%q proved identity %+v", header, id)
+		}
+	})
+}
+
+// TestFixtureRoutes checks the fixture itself: the real credentials work,
+// so that the fuzz targets test something.
+func TestFixtureRoutes(t *testing.T) {
+	fx := newFixture(t)
+	for _, c := range []struct {
+		cred, path string
+		status     int
+		user       string
+	}{
+		{"Bearer " + fx.token, "/api/users/0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d", 200, "u1"},
+		{"Bearer " + fx.apiKey, "/api/catalog/stats", 200, "u2"},
+		{"", "/api/products", 200, ""},
+		{"", "/api/users/0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d", 401, ""},
+	} {
+		r := httptest.NewRequest("GET", c.path, nil)
+		if c.cred != "" {
+			r.Header.Set("Authorization", c.cred)
+		}
+		rec := httptest.NewRecorder()
+		fx.router.ServeHTTP(rec, r)
+		ups := fx.upstream.take()
+		if rec.Code != c.status {
+			t.Fatalf("%s with %.20q: %d", c.path, c.cred, rec.Code)
+		}
+		if c.status == 200 && (len(ups) != 1 || ups[0].Header.Get(auth.HeaderUserID) != c.user) {
+			t.Fatalf("%s: upstream requests %v", c.path, ups)
+		}
+	}
+	_ = context.Background
+}
