@@ -69,7 +69,7 @@ func (id Identity) SetHeaders(h http.Header) {
 // unset one.
 func StripIdentity(h http.Header) {
 	for k := range h {
-		if strings.HasPrefix(strings.ToLower(k), "x-souk-") {
+		if len(k) >= 7 && strings.EqualFold(k[:7], "x-souk-") {
 			delete(h, k)
 		}
 	}

@@ -37,8 +37,7 @@ func NewRouter(log *slog.Logger, m *telemetry.HTTPMetrics) *Router {
 
 // Handle registers h for pattern (an http.ServeMux pattern such as "GET /users/{id}").
 func (rt *Router) Handle(pattern string, h HandlerFunc) {
-	rt.patterns = append(rt.patterns, pattern)
-	rt.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rt.HandleHTTP(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			rt.fail(w, r, err)
 		}
@@ -48,7 +47,15 @@ func (rt *Router) Handle(pattern string, h HandlerFunc) {
 // HandleHTTP registers a plain http.Handler for pattern.
 func (rt *Router) HandleHTTP(pattern string, h http.Handler) {
 	rt.patterns = append(rt.patterns, pattern)
-	rt.mux.Handle(pattern, h)
+	inFlight := rt.metrics.InFlight(pattern)
+	rt.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rec, ok := w.(*statusRecorder); ok {
+			rec.route = pattern
+		}
+		inFlight.Inc()
+		defer inFlight.Dec()
+		h.ServeHTTP(w, r)
+	}))
 }
 
 // Patterns lists the registered patterns in the order they were registered.
@@ -72,53 +79,29 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	r = r.WithContext(ctx)
-	rec := &statusRecorder{ResponseWriter: w}
-
-	h, route := rt.mux.Handler(r)
-	if route == "" {
-		route = "unmatched"
-	}
-	done := rt.metrics.Start(route, metricMethod(r.Method))
+	rec := &statusRecorder{ResponseWriter: w, req: r}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
-				done(499)
+				rt.metrics.Observe(rec.routeLabel(), r.Method, 499, time.Since(start))
 				panic(v)
 			}
-			rt.log.ErrorContext(r.Context(), "panic", "panic", fmt.Sprint(v), "method", r.Method, "path", r.URL.Path)
+			rt.log.ErrorContext(ctx, "panic", "panic", fmt.Sprint(v), "method", r.Method, "path", r.URL.Path)
 			if !rec.wrote {
 				problem.Write(rec, problem.New(problem.Internal, "panic"))
 			}
 		}
-		done(rec.status())
-		rt.log.InfoContext(r.Context(), "request",
-			"method", r.Method, "path", r.URL.Path, "route", route,
-			"status", rec.status(), "bytes", rec.bytes,
-			"duration_ms", float64(time.Since(start).Microseconds())/1000,
-			"remote", r.RemoteAddr)
+		elapsed := time.Since(start)
+		rt.metrics.Observe(rec.routeLabel(), r.Method, rec.status(), elapsed)
+		if rt.log.Enabled(ctx, slog.LevelInfo) {
+			rt.log.InfoContext(ctx, "request",
+				"method", r.Method, "path", r.URL.Path, "route", rec.routeLabel(),
+				"status", rec.status(), "bytes", rec.bytes,
+				"duration_ms", float64(elapsed.Microseconds())/1000,
+				"remote", r.RemoteAddr)
+		}
 	}()
-
-	if route == "unmatched" {
-		rt.unmatched(rec, r, h)
-		return
-	}
 	rt.mux.ServeHTTP(rec, r)
-}
-
-// unmatched turns the mux's plain-text 404 and 405 into problem+json,
-// keeping the Allow header the mux computes for 405.
-func (rt *Router) unmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
-	probe := &headerProbe{header: http.Header{}}
-	h.ServeHTTP(probe, r)
-	switch probe.code {
-	case http.StatusMethodNotAllowed:
-		w.Header().Set("Allow", probe.header.Get("Allow"))
-		problem.Write(w, problem.New(problem.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
-	case http.StatusNotFound:
-		problem.Write(w, problem.New(problem.NotFound, "no route for %s %s", r.Method, r.URL.Path))
-	default: // a redirect to the cleaned path, say
-		h.ServeHTTP(w, r)
-	}
 }
 
 func (rt *Router) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -151,32 +134,50 @@ func NewRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// metricMethod bounds the method label: clients may send any token.
-func metricMethod(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions:
-		return m
-	}
-	return "OTHER"
-}
-
-// statusRecorder remembers the status and size of a response.
+// statusRecorder remembers the route, status and size of a response, and
+// turns the mux's own plain-text 404 and 405 into problem+json.
 type statusRecorder struct {
 	http.ResponseWriter
-	code  int
-	bytes int64
-	wrote bool
+	req     *http.Request
+	route   string // the matched pattern, set by the route's handler
+	code    int
+	bytes   int64
+	wrote   bool
+	swallow bool // drop the mux's plain-text body
+}
+
+func (s *statusRecorder) routeLabel() string {
+	if s.route == "" {
+		return "unmatched"
+	}
+	return s.route
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	if !s.wrote {
-		s.code, s.wrote = code, true
+	if s.wrote {
+		return
 	}
+	if s.route == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
+		// No route ran: this is the mux answering (the Allow header it
+		// set for 405 stays).
+		s.swallow = true
+		r := s.req
+		if code == http.StatusNotFound {
+			problem.Write(s.ResponseWriter, problem.New(problem.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+		} else {
+			problem.Write(s.ResponseWriter, problem.New(problem.MethodNotAllowed, "%s is not allowed on %s", r.Method, r.URL.Path))
+		}
+		s.code, s.wrote = code, true
+		return
+	}
+	s.code, s.wrote = code, true
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.swallow {
+		return len(b), nil
+	}
 	if !s.wrote {
 		s.code, s.wrote = http.StatusOK, true
 	}
@@ -195,15 +196,5 @@ func (s *statusRecorder) status() int {
 // Unwrap lets http.ResponseController reach the underlying writer (Flush,
 // deadlines).
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
-
-// headerProbe captures what the mux's own 404/405 handlers would write.
-type headerProbe struct {
-	header http.Header
-	code   int
-}
-
-func (p *headerProbe) Header() http.Header         { return p.header }
-func (p *headerProbe) Write(b []byte) (int, error) { return len(b), nil }
-func (p *headerProbe) WriteHeader(code int)        { p.code = code }
 
 var _ http.Handler = (*Router)(nil)

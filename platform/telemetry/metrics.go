@@ -63,15 +63,49 @@ func NewHTTPMetrics(reg prometheus.Registerer) *HTTPMetrics {
 	return m
 }
 
-// Start records the start of a request to route and returns the function that
-// records its end with the response's status code.
-func (m *HTTPMetrics) Start(route, method string) func(code int) {
-	start := time.Now()
-	g := m.inFlight.WithLabelValues(route)
-	g.Inc()
-	return func(code int) {
-		g.Dec()
-		m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
-		m.duration.WithLabelValues(route, method).Observe(time.Since(start).Seconds())
+// InFlight is the in-flight gauge of route.
+func (m *HTTPMetrics) InFlight(route string) prometheus.Gauge {
+	return m.inFlight.WithLabelValues(route)
+}
+
+// Observe records a finished request.
+func (m *HTTPMetrics) Observe(route, method string, code int, d time.Duration) {
+	method = metricMethod(method)
+	m.requests.WithLabelValues(route, method, statusText(code)).Inc()
+	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// metricMethod bounds the method label: clients may send any token.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
 	}
+	return "OTHER"
+}
+
+// statusText is strconv.Itoa without an allocation for the usual codes.
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 201:
+		return "201"
+	case 204:
+		return "204"
+	case 400:
+		return "400"
+	case 401:
+		return "401"
+	case 403:
+		return "403"
+	case 404:
+		return "404"
+	case 429:
+		return "429"
+	case 503:
+		return "503"
+	}
+	return strconv.Itoa(code)
 }

@@ -57,7 +57,10 @@ func (r *recorder) take() []*http.Request {
 	return got
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureLimited(t, false) }
+
+// newFixtureLimited is newFixture, with the built-in rate limits if limits.
+func newFixtureLimited(t testing.TB, limits bool) *fixture {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	key := auth.SigningKey{ID: "k1", Private: priv}
 	token, err := key.Sign("u1", auth.RoleCustomer, time.Now())
@@ -80,9 +83,14 @@ func newFixture(t testing.TB) *fixture {
 	log := slog.New(slog.DiscardHandler)
 	rec := &recorder{}
 	cfg := DefaultConfig()
-	cfg.Defaults.RateLimit = RateLimits{}
-	for i := range cfg.Routes {
-		cfg.Routes[i].RateLimit = nil
+	if !limits {
+		cfg.Defaults.RateLimit = RateLimits{}
+		for i := range cfg.Routes {
+			cfg.Routes[i].RateLimit = nil
+		}
+	} else {
+		huge := &Limit{RPS: 1e9, Burst: 1e9}
+		cfg.Defaults.RateLimit = RateLimits{Address: huge, User: huge, Key: huge}
 	}
 	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(prometheus.NewRegistry()))
 	New(cfg, a, NewRateLimiter(t.Context(), func() int { return 1 }), rec, prometheus.NewRegistry(), log).Routes(rt)

@@ -160,24 +160,23 @@ func checkPath(u *url.URL) error {
 // an API key. It writes the 429 itself when one is empty.
 func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, rt *route, label string, id auth.Identity) bool {
 	rl := rt.RateLimit
-	var tightest Decision
-	tightest.Remaining = math.MaxInt
-	check := func(by, key string, lim *Limit) bool {
-		if lim == nil || key == "" {
+	check := func(by, who string, lim *Limit) bool {
+		if lim == nil || who == "" {
 			return true
 		}
-		d := g.limiter.Allow(strconv.Itoa(rt.index)+"|"+by+"|"+key, *lim)
-		if !d.Allowed {
-			g.limited.WithLabelValues(label, by).Inc()
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.RetryAfter.Seconds()))))
-			setRateLimitHeaders(w.Header(), d)
-			problem.Write(w, problem.New(problem.TooManyRequests, "rate limit per %s exceeded; retry in %s", by, d.RetryAfter.Round(time.Millisecond)))
-			return false
+		d := g.limiter.Allow(rt.index, by, who, *lim)
+		if d.Allowed {
+			return true
 		}
-		if d.Remaining < tightest.Remaining {
-			tightest = d
-		}
-		return true
+		g.limited.WithLabelValues(label, by).Inc()
+		h := w.Header()
+		retry := strconv.Itoa(int(math.Ceil(d.RetryAfter.Seconds())))
+		h.Set("Retry-After", retry)
+		h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
+		h.Set("RateLimit-Remaining", "0")
+		h.Set("RateLimit-Reset", retry)
+		problem.Write(w, problem.New(problem.TooManyRequests, "rate limit per %s exceeded; retry in %s", by, d.RetryAfter.Round(time.Millisecond)))
+		return false
 	}
 	var user, key string
 	switch id.Method {
@@ -186,19 +185,7 @@ func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, rt *route, label
 	case "api-key":
 		key = id.KeyPrefix
 	}
-	if !check("address", clientIP(r), rl.Address) || !check("user", user, rl.User) || !check("key", key, rl.Key) {
-		return false
-	}
-	if tightest.Remaining != math.MaxInt {
-		setRateLimitHeaders(w.Header(), tightest)
-	}
-	return true
-}
-
-func setRateLimitHeaders(h http.Header, d Decision) {
-	h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
-	h.Set("RateLimit-Remaining", strconv.Itoa(d.Remaining))
-	h.Set("RateLimit-Reset", strconv.Itoa(int(math.Ceil(d.RetryAfter.Seconds()))))
+	return check("address", clientIP(r), rl.Address) && check("user", user, rl.User) && check("key", key, rl.Key)
 }
 
 // clientIP is the address the connection came from: the gateway is the

@@ -25,7 +25,14 @@ type RateLimiter struct {
 
 type limiterShard struct {
 	mu      sync.Mutex
-	buckets map[string]*bucket
+	buckets map[bucketKey]*bucket
+}
+
+// bucketKey names a bucket: a route, a dimension and who.
+type bucketKey struct {
+	route int
+	by    string
+	who   string
 }
 
 type bucket struct {
@@ -39,24 +46,26 @@ type bucket struct {
 func NewRateLimiter(ctx context.Context, replicas func() int) *RateLimiter {
 	l := &RateLimiter{replicas: replicas, seed: maphash.MakeSeed()}
 	for i := range l.shards {
-		l.shards[i].buckets = map[string]*bucket{}
+		l.shards[i].buckets = map[bucketKey]*bucket{}
 	}
 	go l.sweep(ctx)
 	return l
 }
 
-// Decision is the outcome of Allow, with what the RateLimit headers need.
+// Decision is the outcome of Allow, with what the RateLimit headers need
+// when the request is refused.
 type Decision struct {
 	Allowed    bool
 	Limit      int           // the bucket's burst, for this replica
-	Remaining  int           // tokens left
-	RetryAfter time.Duration // when a token will be there, if not allowed
+	RetryAfter time.Duration // when a token will be there
 }
 
-// Allow takes a token from the bucket key, created with lim if new.
-func (l *RateLimiter) Allow(key string, lim Limit) Decision {
+// Allow takes a token from the bucket of who for route and dimension by,
+// made with lim if new.
+func (l *RateLimiter) Allow(route int, by, who string, lim Limit) Decision {
 	n := max(l.replicas(), 1)
-	sh := &l.shards[maphash.String(l.seed, key)%uint64(len(l.shards))]
+	key := bucketKey{route: route, by: by, who: who}
+	sh := &l.shards[(maphash.String(l.seed, who)+uint64(route))%uint64(len(l.shards))]
 	sh.mu.Lock()
 	b, ok := sh.buckets[key]
 	if !ok {
@@ -71,15 +80,12 @@ func (l *RateLimiter) Allow(key string, lim Limit) Decision {
 	sh.mu.Unlock()
 	now := time.Now()
 	b.lastUsed.Store(now.UnixNano())
-	r := b.lim.ReserveN(now, 1)
-	d := Decision{Limit: b.lim.Burst()}
-	if delay := r.DelayFrom(now); delay > 0 {
-		r.CancelAt(now)
-		d.RetryAfter = delay
-		return d
+	if b.lim.AllowN(now, 1) {
+		return Decision{Allowed: true}
 	}
-	d.Allowed = true
-	d.Remaining = int(math.Max(0, math.Floor(b.lim.TokensAt(now))))
+	r := b.lim.ReserveN(now, 1)
+	d := Decision{Limit: b.lim.Burst(), RetryAfter: r.DelayFrom(now)}
+	r.CancelAt(now)
 	return d
 }
 

@@ -1,0 +1,605 @@
+// Command gateway measures the Souk gateway against the backend alone and
+// against nginx, haproxy and caddy proxying to the same backends, in one
+// run, on loopback. Run it through run.sh, which builds souk and pins this
+// program (load generator and backends) to CPU 1; each proxy runs alone on
+// CPU 0 with one worker (GOMAXPROCS=1 for the Go ones).
+//
+// For each target and round it runs wrk with 64 connections, wrk with 1
+// connection, and an open-loop generator at a fixed rate, and reads the
+// proxy's CPU time before and after; rounds interleave the targets, and the
+// report gives the medians.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/souk-shop/souk/platform/auth"
+	"github.com/souk-shop/souk/platform/broker"
+	"github.com/souk-shop/souk/platform/discovery"
+)
+
+var (
+	duration = flag.Duration("duration", 10*time.Second, "length of each measurement")
+	rounds   = flag.Int("rounds", 5, "interleaved rounds")
+	rate     = flag.Int("rate", 4000, "requests per second of the open-loop run")
+	soukBin  = flag.String("souk", "", "the souk binary (run.sh builds it)")
+	only     = flag.String("targets", "direct,nginx,haproxy,caddy,souk-bare,souk-full", "targets, comma-separated")
+	proxyCPU = flag.String("proxy-cpu", "0", "CPU the proxies run on")
+	loadCPU  = flag.String("load-cpu", "1", "CPU wrk runs on")
+	gogc     = flag.String("gogc", "100", "GOGC for the Souk gateway")
+	profile  = flag.String("pprof", "", "instead of measuring, write a CPU profile of souk-full under load to this file")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// result is one measurement of one target.
+type result struct {
+	rps64, p50c64, p99c64 float64 // req/s, ms
+	p50c1, p99c1          float64 // ms
+	olP50, olP99          float64 // ms, open loop
+	olErrors              int
+	cpuPerReq             float64 // µs of proxy CPU per request, in the 64-connection run
+}
+
+func run() error {
+	if *soukBin == "" {
+		return fmt.Errorf("-souk is required (use bench/gateway/run.sh)")
+	}
+	tmp, err := os.MkdirTemp("", "souk-bench-gateway")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	// NATS and the registry, for the Souk gateway.
+	nats, err := broker.StartEmbedded(broker.EmbeddedConfig{Dir: filepath.Join(tmp, "nats"), Listen: "127.0.0.1:0"}, log)
+	if err != nil {
+		return err
+	}
+	defer nats.Shutdown()
+	nc, err := nats.Connect("bench")
+	if err != nil {
+		return err
+	}
+	reg, err := discovery.Open(context.Background(), nc, discovery.Config{}, log)
+	if err != nil {
+		return err
+	}
+
+	// Two backends that answer like the users service, with a JWK Set.
+	seed := make([]byte, ed25519.SeedSize)
+	key := ed25519.NewKeyFromSeed(seed)
+	var backends []string
+	for range 2 {
+		addr, err := startBackend(key)
+		if err != nil {
+			return err
+		}
+		backends = append(backends, addr)
+		if _, err := reg.Register(context.Background(), discovery.Instance{Service: "users", ID: discovery.NewInstanceID(), URL: "http://" + addr}); err != nil {
+			return err
+		}
+	}
+	token, err := longToken(key)
+	if err != nil {
+		return err
+	}
+
+	targets := map[string]*target{
+		"direct":    {url: "http://" + backends[0]},
+		"nginx":     {start: func(port int) (*exec.Cmd, error) { return startNginx(tmp, port, backends) }},
+		"haproxy":   {start: func(port int) (*exec.Cmd, error) { return startHAProxy(tmp, port, backends) }},
+		"caddy":     {start: func(port int) (*exec.Cmd, error) { return startCaddy(tmp, port, backends) }},
+		"souk-bare": {start: func(port int) (*exec.Cmd, error) { return startSouk(tmp, port, nats.ClientURL(), false) }},
+		"souk-full": {start: func(port int) (*exec.Cmd, error) { return startSouk(tmp, port, nats.ClientURL(), true) }, token: token},
+	}
+	names := strings.Split(*only, ",")
+	for _, name := range names {
+		t, ok := targets[name]
+		if !ok {
+			return fmt.Errorf("unknown target %q", name)
+		}
+		t.name = name
+		if t.start != nil {
+			port, err := freePort()
+			if err != nil {
+				return err
+			}
+			t.cmd, err = t.start(port)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			defer stop(t.cmd)
+			t.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+		}
+		if err := waitReady(t.path(), t.token); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	fmt.Printf("backends %v; proxies on CPU %s, load on CPU %s; %d rounds of %s\n", backends, *proxyCPU, *loadCPU, *rounds, *duration)
+	if *profile != "" {
+		return profileUnderLoad(targets["souk-full"])
+	}
+
+	results := map[string][]result{}
+	for round := range *rounds {
+		for _, name := range names {
+			t := targets[name]
+			r, err := t.measure()
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			fmt.Printf("round %d %-9s %8.0f req/s  c64 p50 %.2f p99 %.2f ms  c1 p50 %.3f p99 %.3f ms  open-loop p50 %.3f p99 %.3f ms (%d errors)  cpu %.1f µs/req\n",
+				round+1, name, r.rps64, r.p50c64, r.p99c64, r.p50c1, r.p99c1, r.olP50, r.olP99, r.olErrors, r.cpuPerReq)
+			results[name] = append(results[name], r)
+		}
+	}
+	report(names, results)
+	return nil
+}
+
+type target struct {
+	name  string
+	url   string
+	token string
+	start func(port int) (*exec.Cmd, error)
+	cmd   *exec.Cmd
+}
+
+// path is the URL the load goes to: the backend's own path for direct,
+// the public one through a proxy.
+func (t *target) path() string {
+	if t.name == "direct" {
+		return t.url + "/users/42"
+	}
+	return t.url + "/api/users/42"
+}
+
+func (t *target) measure() (result, error) {
+	var r result
+	url := t.path()
+	cpu0 := t.cpu()
+	n, out, err := wrk(url, t.token, 64)
+	if err != nil {
+		return r, err
+	}
+	if t.cmd != nil && n > 0 {
+		r.cpuPerReq = float64(t.cpu()-cpu0) / float64(n)
+	}
+	r.rps64, r.p50c64, r.p99c64 = out.rps, out.p50, out.p99
+	_, out1, err := wrk(url, t.token, 1)
+	if err != nil {
+		return r, err
+	}
+	r.p50c1, r.p99c1 = out1.p50, out1.p99
+	r.olP50, r.olP99, r.olErrors = openLoop(url, t.token, *rate, *duration)
+	return r, nil
+}
+
+// cpu is the CPU time, in µs, the target's processes have used.
+func (t *target) cpu() int64 {
+	if t.cmd == nil {
+		return 0
+	}
+	return treeCPU(t.cmd.Process.Pid)
+}
+
+// treeCPU sums utime and stime of pid and its descendants, in µs.
+func treeCPU(pid int) int64 {
+	children := map[int][]int{}
+	entries, _ := os.ReadDir("/proc")
+	stats := map[int][]string{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		stats[p] = fields
+		ppid, _ := strconv.Atoi(fields[1])
+		children[ppid] = append(children[ppid], p)
+	}
+	var total int64
+	var walk func(int)
+	walk = func(p int) {
+		if f, ok := stats[p]; ok && len(f) > 12 {
+			u, _ := strconv.ParseInt(f[11], 10, 64)
+			s, _ := strconv.ParseInt(f[12], 10, 64)
+			total += (u + s) * 10_000 // clock ticks of 10 ms
+		}
+		for _, c := range children[p] {
+			walk(c)
+		}
+	}
+	walk(pid)
+	return total
+}
+
+type wrkOut struct{ rps, p50, p99 float64 }
+
+var (
+	wrkRPS     = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+	wrkLatency = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([\d.]+)(us|ms|s)`)
+	wrkTotal   = regexp.MustCompile(`(\d+) requests in`)
+	wrkErrors  = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors`)
+)
+
+// wrk runs wrk pinned to the load CPU and returns the requests done and
+// the figures.
+func wrk(url, token string, conns int) (int64, wrkOut, error) {
+	args := []string{"-c", *loadCPU, "wrk", "-t1", "-c" + strconv.Itoa(conns), "-d" + duration.String(), "--latency"}
+	if token != "" {
+		args = append(args, "-H", "Authorization: Bearer "+token)
+	}
+	b, err := exec.Command("taskset", append(args, url)...).CombinedOutput()
+	if err != nil {
+		return 0, wrkOut{}, fmt.Errorf("wrk: %v\n%s", err, b)
+	}
+	s := string(b)
+	if wrkErrors.MatchString(s) {
+		return 0, wrkOut{}, fmt.Errorf("wrk saw errors:\n%s", s)
+	}
+	var o wrkOut
+	if m := wrkRPS.FindStringSubmatch(s); m != nil {
+		o.rps, _ = strconv.ParseFloat(m[1], 64)
+	}
+	for _, m := range wrkLatency.FindAllStringSubmatch(s, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		switch m[3] {
+		case "us":
+			v /= 1000
+		case "s":
+			v *= 1000
+		}
+		if m[1] == "50" {
+			o.p50 = v
+		} else {
+			o.p99 = v
+		}
+	}
+	var n int64
+	if m := wrkTotal.FindStringSubmatch(s); m != nil {
+		n, _ = strconv.ParseInt(m[1], 10, 64)
+	}
+	return n, o, nil
+}
+
+// openLoop sends rate requests a second for d, each at its scheduled time
+// whether or not earlier ones have been answered, and measures latency from
+// the scheduled time (so that a stall counts against every request it
+// delays).
+func openLoop(url, token string, rate int, d time.Duration) (p50, p99 float64, errors int) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}, Timeout: 5 * time.Second}
+	total := int(d.Seconds() * float64(rate))
+	interval := time.Second / time.Duration(rate)
+	lat := make([]time.Duration, total)
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now().Add(50 * time.Millisecond)
+	jobs := make(chan int, total)
+	for range 256 {
+		wg.Go(func() {
+			for i := range jobs {
+				due := start.Add(time.Duration(i) * interval)
+				if w := time.Until(due); w > 0 {
+					time.Sleep(w)
+				}
+				req, _ := http.NewRequest("GET", url, nil)
+				if token != "" {
+					req.Header.Set("Authorization", "Bearer "+token)
+				}
+				resp, err := client.Do(req)
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+				}
+				if resp != nil {
+					buf := make([]byte, 512)
+					for {
+						if _, err := resp.Body.Read(buf); err != nil {
+							break
+						}
+					}
+					resp.Body.Close()
+				}
+				lat[i] = time.Since(due)
+			}
+		})
+	}
+	for i := range total {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	client.CloseIdleConnections()
+	slices.Sort(lat)
+	ms := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
+	return ms(0.5), ms(0.99), int(failed.Load())
+}
+
+func startBackend(key ed25519.PrivateKey) (string, error) {
+	jwks, _ := json.Marshal(auth.JWKS{Keys: []auth.JWK{auth.PublicJWK("bench", key.Public().(ed25519.PublicKey))}})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /users/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":%q,"name":"Ada Lovelace","email":"ada@example.com","role":"customer"}`, r.PathValue("id"))
+	})
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(jwks)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go (&http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}).Serve(ln)
+	return ln.Addr().String(), nil
+}
+
+// longToken is a valid access token that outlives the benchmark.
+func longToken(key ed25519.PrivateKey) (string, error) {
+	now := time.Now()
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, auth.Claims{Role: auth.RoleCustomer, RegisteredClaims: jwt.RegisteredClaims{
+		Issuer: auth.Issuer, Subject: "u1", Audience: jwt.ClaimStrings{auth.Audience},
+		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(6 * time.Hour)),
+	}})
+	t.Header["kid"] = "bench"
+	return t.SignedString(key)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitReady(url, token string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200 in 15s", url)
+}
+
+// pinned runs a command on the proxy CPU.
+func pinned(env []string, name string, args ...string) (*exec.Cmd, error) {
+	cmd := exec.Command("taskset", append([]string{"-c", *proxyCPU, name}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd, cmd.Start()
+}
+
+func stop(cmd *exec.Cmd) {
+	if cmd != nil && cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func startNginx(dir string, port int, backends []string) (*exec.Cmd, error) {
+	conf := filepath.Join(dir, "nginx.conf")
+	var servers strings.Builder
+	for _, b := range backends {
+		fmt.Fprintf(&servers, "    server %s;\n", b)
+	}
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`user root;
+worker_processes 1;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+  upstream backend {
+%[2]s    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:%[3]d;
+    location /api/ {
+      proxy_pass http://backend/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`, dir, servers.String(), port)), 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return pinned(nil, "nginx", "-c", conf)
+}
+
+func startHAProxy(dir string, port int, backends []string) (*exec.Cmd, error) {
+	conf := filepath.Join(dir, "haproxy.cfg")
+	var servers strings.Builder
+	for i, b := range backends {
+		fmt.Fprintf(&servers, "  server b%d %s\n", i, b)
+	}
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:%d
+  http-request replace-path /api(/.*) \1
+  default_backend be
+backend be
+  balance roundrobin
+%s`, port, servers.String())), 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return pinned(nil, "haproxy", "-f", conf)
+}
+
+func startCaddy(dir string, port int, backends []string) (*exec.Cmd, error) {
+	conf := filepath.Join(dir, "Caddyfile")
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`{
+  admin off
+  auto_https off
+}
+http://127.0.0.1:%d {
+  handle_path /api/* {
+    reverse_proxy %s
+  }
+}
+`, port, strings.Join(backends, " "))), 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return pinned([]string{"GOMAXPROCS=1", "HOME=" + dir}, "caddy", "run", "--config", conf, "--adapter", "caddyfile")
+}
+
+// startSouk runs the Souk gateway: bare (a public route) or full (token
+// verified, rate limits per user and address that never trigger, metrics
+// and breakers as always).
+func startSouk(dir string, port int, natsURL string, full bool) (*exec.Cmd, error) {
+	policy, limits := "public", ""
+	if full {
+		policy = "authenticated"
+		limits = ", rate_limit: {address: {rps: 1000000, burst: 1000000}, user: {rps: 1000000, burst: 1000000}}"
+	}
+	conf := filepath.Join(dir, fmt.Sprintf("souk-%d.yaml", port))
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`defaults: {timeout: 5s, max_body_bytes: 1048576, strip_prefix: /api}
+routes:
+  - {path: "/api/users/{id}", methods: [GET], service: users, policy: %s%s}
+`, policy, limits)), 0o644)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "gateway", "--nats", natsURL,
+		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn"}
+	if full && *profile != "" {
+		args = append(args, "--debug-addr", "127.0.0.1:6061")
+	}
+	return pinned([]string{"GOMAXPROCS=1", "GOGC=" + *gogc}, *soukBin, args...)
+}
+
+// profileUnderLoad fetches a CPU profile of t while wrk loads it.
+func profileUnderLoad(t *target) error {
+	if t == nil || t.url == "" {
+		return fmt.Errorf("-pprof needs the souk-full target")
+	}
+	done := make(chan error, 1)
+	go func() { _, _, err := wrk(t.path(), t.token, 64); done <- err }()
+	time.Sleep(time.Second)
+	secs := int(duration.Seconds()) - 2
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:6061/debug/pprof/profile?seconds=%d", max(secs, 1)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(*profile)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.ReadFrom(resp.Body); err != nil {
+		return err
+	}
+	return <-done
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
+
+func report(names []string, results map[string][]result) {
+	col := func(name string, f func(result) float64) float64 {
+		var xs []float64
+		for _, r := range results[name] {
+			xs = append(xs, f(r))
+		}
+		return median(xs)
+	}
+	direct := col("direct", func(r result) float64 { return r.rps64 })
+	d50 := col("direct", func(r result) float64 { return r.p50c1 })
+	d99 := col("direct", func(r result) float64 { return r.p99c1 })
+	w := bufio.NewWriter(os.Stdout)
+	defer w.Flush()
+	fmt.Fprintf(w, "\nMedians of %d rounds, %s each.\n\n", *rounds, *duration)
+	fmt.Fprintf(w, "| target | req/s, 64 conns | × direct | p50 / p99, 64 conns | proxy CPU per request | 1 conn p50 / p99 | vs direct (1 conn) | open loop %d/s p50 / p99 |\n", *rate)
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, n := range names {
+		rps := col(n, func(r result) float64 { return r.rps64 })
+		p50 := col(n, func(r result) float64 { return r.p50c1 })
+		p99 := col(n, func(r result) float64 { return r.p99c1 })
+		cpu := "—"
+		if n != "direct" {
+			cpu = fmt.Sprintf("%.1f µs", col(n, func(r result) float64 { return r.cpuPerReq }))
+		}
+		errs := 0
+		for _, r := range results[n] {
+			errs += r.olErrors
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.2f / %.2f ms | %s | %.0f / %.0f µs | +%.0f / +%.0f µs | %.2f / %.2f ms%s |\n",
+			n, rps, rps/direct,
+			col(n, func(r result) float64 { return r.p50c64 }), col(n, func(r result) float64 { return r.p99c64 }),
+			cpu, p50*1000, p99*1000, (p50-d50)*1000, (p99-d99)*1000,
+			col(n, func(r result) float64 { return r.olP50 }), col(n, func(r result) float64 { return r.olP99 }),
+			map[bool]string{true: fmt.Sprintf(" (%d errors)", errs), false: ""}[errs > 0])
+	}
+}
