@@ -595,7 +595,7 @@ func report(names []string, results map[string][]result) {
 		for _, r := range results[n] {
 			errs += r.olErrors
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.2f / %.2f ms | %s | %.0f / %.0f µs | +%.0f / +%.0f µs | %.2f / %.2f ms%s |\n",
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.2f / %.2f ms | %s | %.0f / %.0f µs | %+.0f / %+.0f µs | %.2f / %.2f ms%s |\n",
 			n, rps, rps/direct,
 			col(n, func(r result) float64 { return r.p50c64 }), col(n, func(r result) float64 { return r.p99c64 }),
 			cpu, p50*1000, p99*1000, (p50-d50)*1000, (p99-d99)*1000,
