@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,6 +23,18 @@ import (
 // is delivered again later, or dead-lettered at once if the error is
 // Permanent.
 type Handler func(ctx context.Context, tx *sql.Tx, e Event) error
+
+// Call does an event's work that must not hold the database: a request to
+// another system. It runs before the batch's transaction, outside it, and
+// may run again when the event is delivered again (so it must be
+// idempotent, by an idempotency key, say). The handler finds its result in
+// its context (Called).
+type Call func(ctx context.Context, e Event) (any, error)
+
+type calledKey struct{}
+
+// Called returns, in a handler, what the event's Call returned.
+func Called(ctx context.Context) any { return ctx.Value(calledKey{}) }
 
 // permanent marks an error that no redelivery can fix.
 type permanent struct{ error }
@@ -43,6 +56,9 @@ type ConsumerConfig struct {
 	// Handlers maps each event type the consumer processes to its
 	// handler.
 	Handlers map[string]Handler
+	// Calls maps event types to work done before the transaction (see
+	// Call); optional.
+	Calls map[string]Call
 	// Subjects filters what the consumer receives; by default exactly the
 	// handlers' types. A wider filter (souk.users.>) makes events of types
 	// without a handler arrive, and they are dead-lettered as unknown.
@@ -242,9 +258,10 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 		}
 		evs[i] = e
 	}
+	called := c.call(ctx, evs, outcomes)
 	decided := slices.Clone(outcomes)
 	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
-		if err := c.applyBatch(ctx, tx, evs, outcomes); err != nil {
+		if err := c.applyBatch(ctx, tx, evs, called, outcomes); err != nil {
 			return err
 		}
 		return c.hook(c.afterEffects)
@@ -254,7 +271,7 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 		err = c.db.InTx(ctx, func(tx *sql.Tx) error {
 			for i := range evs {
 				if outcomes[i] == (outcome{}) {
-					outcomes[i] = c.applyOne(ctx, tx, evs[i])
+					outcomes[i] = c.applyOne(ctx, tx, evs[i], called[i])
 				}
 			}
 			return c.hook(c.afterEffects)
@@ -285,6 +302,48 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 	return nil
 }
 
+// call runs the Calls of the batch's undecided events, up to 16 at once,
+// and returns their results; a failed call decides its event's outcome.
+func (c *Consumer) call(ctx context.Context, evs []Event, outcomes []outcome) []any {
+	results := make([]any, len(evs))
+	if len(c.cfg.Calls) == 0 {
+		return results
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 16)
+	for i, e := range evs {
+		fn := c.cfg.Calls[e.Type]
+		if fn == nil || outcomes[i] != (outcome{}) {
+			continue
+		}
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			res, err := fn(e.Context(ctx), e)
+			if err != nil {
+				outcomes[i] = outcome{err: err}
+				if _, ok := errors.AsType[permanent](err); ok {
+					outcomes[i].reason = err.Error()
+				}
+				return
+			}
+			results[i] = res
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// handlerContext is the context a handler runs in: the event's trace and
+// its Call's result.
+func handlerContext(ctx context.Context, e Event, called any) context.Context {
+	ctx = e.Context(ctx)
+	if called != nil {
+		ctx = context.WithValue(ctx, calledKey{}, called)
+	}
+	return ctx
+}
+
 func (c *Consumer) hook(h func() error) error {
 	if h == nil {
 		return nil
@@ -294,7 +353,7 @@ func (c *Consumer) hook(h func() error) error {
 
 // applyBatch records the ids of the undecided events in the inbox with one
 // statement and runs the handlers of those it had not seen.
-func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, outcomes []outcome) error {
+func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, called []any, outcomes []outcome) error {
 	now := time.Now().UTC()
 	var values strings.Builder
 	var args []any
@@ -338,7 +397,7 @@ func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, outc
 			continue // processed before, or earlier in this batch: no second effect
 		}
 		delete(fresh, e.ID)
-		if err := c.cfg.Handlers[e.Type](e.Context(ctx), tx, e); err != nil {
+		if err := c.cfg.Handlers[e.Type](handlerContext(ctx, e, called[i]), tx, e); err != nil {
 			return errHandlerFailed
 		}
 	}
@@ -347,7 +406,7 @@ func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, outc
 
 // applyOne runs one event's handler inside a savepoint, so that its failure
 // undoes only its own effect.
-func (c *Consumer) applyOne(ctx context.Context, tx *sql.Tx, e Event) outcome {
+func (c *Consumer) applyOne(ctx context.Context, tx *sql.Tx, e Event, called any) outcome {
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT event`); err != nil {
 		return outcome{err: err}
 	}
@@ -362,7 +421,7 @@ func (c *Consumer) applyOne(ctx context.Context, tx *sql.Tx, e Event) outcome {
 		_, _ = tx.ExecContext(ctx, `RELEASE SAVEPOINT event`)
 		return outcome{ack: true} // processed before: no second effect
 	}
-	if err := c.cfg.Handlers[e.Type](e.Context(ctx), tx, e); err != nil {
+	if err := c.cfg.Handlers[e.Type](handlerContext(ctx, e, called), tx, e); err != nil {
 		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT event`); rerr != nil {
 			return outcome{err: errors.Join(err, rerr)}
 		}
@@ -436,4 +495,24 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, reason strin
 	}
 	c.log.Warn("event dead-lettered", "subject", m.Subject(), "id", m.Headers().Get(hdrID), "reason", reason)
 	_ = m.Term()
+}
+
+// PerType splits cfg into one consumer per handled type, each named
+// <Name>-<type's last part> and filtering exactly its type: NATS servers
+// before 2.10 filter a consumer by one subject only. Events of different
+// types may then be applied in any order relative to each other.
+func PerType(cfg ConsumerConfig) []ConsumerConfig {
+	var out []ConsumerConfig
+	for typ, h := range cfg.Handlers {
+		c := cfg
+		c.Name = cfg.Name + "-" + typ[strings.LastIndexByte(typ, '.')+1:]
+		c.Handlers = map[string]Handler{typ: h}
+		c.Subjects = nil
+		if call := cfg.Calls[typ]; call != nil {
+			c.Calls = map[string]Call{typ: call}
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b ConsumerConfig) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }

@@ -607,3 +607,60 @@ func TestInboxPrune(t *testing.T) {
 		t.Fatalf("inbox after pruning with 1h retention: %v, want [recent]", ids)
 	}
 }
+
+// TestCalls checks that a Call runs outside the transaction, that its
+// result reaches the handler, and that a failing Call is retried like a
+// failing handler.
+func TestCalls(t *testing.T) {
+	dbs := testenv.Databases()
+	e := newEnv(t, dbs[0], testenv.Brokers()[0])
+	var calls atomic.Int64
+	call := func(ctx context.Context, ev Event) (any, error) {
+		if calls.Add(1) == 1 {
+			return nil, errors.New("the provider hiccuped") // the first try fails
+		}
+		var d struct{ N int64 }
+		json.Unmarshal(ev.Data, &d)
+		return d.N * 10, nil
+	}
+	h := func(ctx context.Context, tx *sql.Tx, ev Event) error {
+		got, _ := Called(ctx).(int64)
+		_, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, subject, n) VALUES ($1, $2, $3)`, ev.ID, ev.Subject, got)
+		return err
+	}
+	run(t, e.consumer(t, h, func(c *ConsumerConfig) { c.Calls = map[string]Call{e.typ: call} }).Run)
+	e.startRelay(t)
+	e.write(t, 1, 3, 1, 1)
+	if !eventually(5*time.Second, func() bool { return len(e.effects(t)) == 3 }) {
+		t.Fatalf("effects: %v", e.effects(t))
+	}
+	for n := range e.effects(t) {
+		if n != 10 && n != 20 && n != 30 {
+			t.Fatalf("an effect recorded %d: the Call's result did not reach the handler", n)
+		}
+	}
+	if calls.Load() < 4 {
+		t.Fatalf("%d calls for 3 events and one failure", calls.Load())
+	}
+}
+
+func TestPerType(t *testing.T) {
+	h := func(context.Context, *sql.Tx, Event) error { return nil }
+	got := PerType(ConsumerConfig{Name: "inv", Stream: "s", Handlers: map[string]Handler{
+		"souk.orders.v1.OrderPlaced": h, "souk.orders.v1.StockReleaseRequested": h,
+	}})
+	if len(got) != 2 || got[0].Name != "inv-OrderPlaced" || got[1].Name != "inv-StockReleaseRequested" || len(got[0].Handlers) != 1 {
+		t.Fatalf("PerType = %+v", got)
+	}
+}
+
+func eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
+}
