@@ -40,7 +40,7 @@ func TestRunUsage(t *testing.T) {
 		{args: []string{"up", "--help"}, code: 0, out: "--gateway-addr"},
 		{args: []string{}, code: 2, out: "expected one of"},
 		{args: []string{"up", "--no-such-flag"}, code: 2, out: "unknown flag"},
-		{args: []string{"serve", "payments"}, code: 2, out: "must be one of"},
+		{args: []string{"serve", "warehouse"}, code: 2, out: "must be one of"},
 		{args: []string{"up"}, env: map[string]string{"SOUK_LOG_FORMAT": "xml"}, code: 2, out: "log-format"},
 		{args: []string{"serve", "users", "--registry-ttl", "10ms"}, code: 1, out: "too short"},
 		{args: []string{"migrate", "users", "--db", "sqlite:" + t.TempDir() + "/u.db"}, code: 0, out: "migrations applied"},
@@ -105,10 +105,14 @@ func TestUp(t *testing.T) {
 	if code := <-exit; code != 0 || !strings.Contains(rest.String(), "stopped") {
 		t.Fatalf("after SIGINT souk up exited %d, printing:\n%s", code, rest.String())
 	}
-	for _, f := range []string{"users.db", "catalog.db", "nats/jetstream"} {
+	for _, f := range []string{"users.db", "catalog.db", "inventory.db", "payments.db", "orders.db", "nats/jetstream"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("data dir lacks %s: %v", f, err)
 		}
+	}
+	var out strings.Builder
+	if code := run(context.Background(), []string{"check", "--data", dir}, noEnv, &out, &out); code != 0 || !strings.Contains(out.String(), "0 violations") {
+		t.Errorf("souk check after souk up: exit %d:\n%s", code, out.String())
 	}
 }
 

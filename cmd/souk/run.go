@@ -16,6 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/souk-shop/souk/internal/check"
+	"github.com/souk-shop/souk/platform/store"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -41,6 +44,15 @@ type cli struct {
 	Serve   serveCmd   `cmd:"" help:"Run one service, or the gateway, as its own process against an external NATS."`
 	Migrate migrateCmd `cmd:"" help:"Apply a service's database migrations and exit."`
 	Events  eventsCmd  `cmd:"" help:"Inspect the event backbone."`
+	Check   checkCmd   `cmd:"" help:"Audit the order saga's invariants across the orders, inventory and payments databases."`
+}
+
+type checkCmd struct {
+	Data        string `default:".souk" help:"Directory of souk up's SQLite files, for the databases not given below."`
+	OrdersDB    string `name:"orders-db" help:"The orders database URL."`
+	InventoryDB string `name:"inventory-db" help:"The inventory database URL."`
+	PaymentsDB  string `name:"payments-db" help:"The payments database URL."`
+	JSON        bool   `name:"json" help:"Print the report as JSON."`
 }
 
 type eventsCmd struct {
@@ -67,16 +79,33 @@ type upCmd struct {
 	GatewayAddr   string        `default:"127.0.0.1:8080" help:"Where the gateway listens."`
 	UsersAddr     string        `default:"127.0.0.1:5001" help:"Where the users service listens."`
 	CatalogAddr   string        `default:"127.0.0.1:5002" help:"Where the catalog service listens."`
+	InventoryAddr string        `default:"127.0.0.1:5003" help:"Where the inventory service listens."`
+	PaymentsAddr  string        `default:"127.0.0.1:5004" help:"Where the payments service listens."`
+	OrdersAddr    string        `default:"127.0.0.1:5005" help:"Where the orders service listens."`
 	NATSListen    string        `name:"nats-listen" default:"127.0.0.1:4223" help:"Where the embedded NATS accepts other processes (empty: in-process only). Not 4222, so it never clashes with a NATS you already run."`
 	Timeout       time.Duration `help:"Gateway: how long a forwarded request may take (default: the gateway config's, 5s)."`
 	GatewayConfig string        `help:"Gateway routes, policies and limits, YAML or JSON (default: the built-in services/gateway/default.yaml)." type:"existingfile"`
 	AdminEmail    string        `default:"admin@souk.local" help:"The admin account made at first start."`
 	AdminPassword string        `help:"Its password (default: a random one, printed once at first start); if set, it replaces the account's password."`
+	sagaFlags     `embed:""`
+}
+
+// sagaFlags tune the order saga, for souk up and souk serve.
+type sagaFlags struct {
+	OrderDeadline      time.Duration `default:"30s" help:"Orders: how long an order may take to settle before it is cancelled."`
+	ReservationTTL     time.Duration `default:"1m" help:"Inventory: how long reserved stock waits to be committed (keep it above --order-deadline)."`
+	PaymentFailureRate float64       `default:"0" help:"Payments: the share of simulated provider calls that fail (0 to 1)."`
+	PaymentLatency     time.Duration `default:"0s" help:"Payments: how long each simulated provider call takes."`
+}
+
+func (f sagaFlags) config() system.SagaConfig {
+	return system.SagaConfig{OrderDeadline: f.OrderDeadline, ReservationTTL: f.ReservationTTL,
+		PaymentFailureRate: f.PaymentFailureRate, PaymentLatency: f.PaymentLatency}
 }
 
 type serveCmd struct {
-	Service        string        `arg:"" enum:"users,catalog,gateway" help:"What to run: users, catalog or gateway."`
-	Addr           string        `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: users 5001, catalog 5002, gateway 8080)."`
+	Service        string        `arg:"" enum:"users,catalog,inventory,payments,orders,gateway" help:"What to run: users, catalog, inventory, payments, orders or gateway."`
+	Addr           string        `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: users 5001, catalog 5002, inventory 5003, payments 5004, orders 5005, gateway 8080)."`
 	Advertise      string        `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
 	NATS           string        `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster."`
 	DB             string        `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
@@ -88,10 +117,11 @@ type serveCmd struct {
 	RegistryTTL    time.Duration `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
 	StreamReplicas int           `default:"1" help:"Servers holding each event: 1 for one NATS server, 3 on a cluster."`
 	DebugAddr      string        `help:"Serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default."`
+	sagaFlags      `embed:""`
 }
 
 type migrateCmd struct {
-	Service string `arg:"" enum:"users,catalog" help:"Whose migrations to apply: users or catalog."`
+	Service string `arg:"" enum:"users,catalog,inventory,payments,orders" help:"Whose migrations to apply."`
 	DB      string `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
 	Data    string `default:".souk" help:"Directory for the default SQLite file."`
 }
@@ -150,6 +180,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if err == nil {
 			fmt.Fprintf(stdout, "%s: migrations applied to %s\n", c.Migrate.Service, db)
 		}
+	case "check":
+		err = c.Check.run(ctx, stdout)
 	case "events dlq list":
 		err = c.Events.DLQ.list(ctx, stdout, log)
 	case "events dlq replay <seq>":
@@ -192,10 +224,12 @@ func (u *upCmd) run(ctx context.Context, start time.Time, stdout io.Writer, log 
 	if err != nil {
 		return err
 	}
-	addrs := map[string]string{"users": u.UsersAddr, "catalog": u.CatalogAddr}
+	addrs := map[string]string{"users": u.UsersAddr, "catalog": u.CatalogAddr, "inventory": u.InventoryAddr,
+		"payments": u.PaymentsAddr, "orders": u.OrdersAddr}
 	cfg := system.Config{
 		NATSListen: u.NATSListen,
 		DataDir:    u.Data,
+		Saga:       u.sagaFlags.config(),
 		Gateway:    &system.GatewayConfig{Addr: u.GatewayAddr, Config: gw},
 		Server:     server.DefaultConfig(),
 	}
@@ -218,7 +252,7 @@ func (u *upCmd) run(ctx context.Context, start time.Time, stdout io.Writer, log 
 		fmt.Fprintf(stdout, "  %-8s %s\n", "nats", sys.NATSURL)
 	}
 	fmt.Fprintf(stdout, "  %-8s %s\n", "data", u.Data)
-	fmt.Fprintln(stdout, "Try: curl -s -XPOST "+sys.URLs[gateway.Name]+`/api/users -d '{"name":"Ada","email":"ada@example.com"}'`)
+	fmt.Fprintln(stdout, "Try: curl -s -XPOST "+sys.URLs[gateway.Name]+`/api/auth/register -H 'Content-Type: application/json' -d '{"name":"Ada","email":"ada@example.com","password":"correct horse battery"}'`)
 	return wait(ctx, sys, stdout)
 }
 
@@ -229,7 +263,8 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 	}
 	streams := events.DefaultStreamConfig()
 	streams.Replicas = s.StreamReplicas
-	cfg := system.Config{NATS: s.NATS, Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams, Server: server.DefaultConfig()}
+	cfg := system.Config{NATS: s.NATS, Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams,
+		Saga: s.sagaFlags.config(), Server: server.DefaultConfig()}
 	if s.Service == gateway.Name {
 		if getenv("GOGC") == "" {
 			// The gateway allocates per request and keeps little: a heap
@@ -352,5 +387,47 @@ func (d *dlqCmd) replay(ctx context.Context, stdout io.Writer, log *slog.Logger)
 		return err
 	}
 	fmt.Fprintf(stdout, "replayed dead letter %d: event %s on %s\n", dl.Seq, dl.EventID, dl.Subject)
+	return nil
+}
+
+func (c *checkCmd) run(ctx context.Context, stdout io.Writer) error {
+	open := func(url, name string) (*store.DB, error) {
+		if url == "" {
+			url = filepath.Join(c.Data, name+".db")
+		}
+		return store.Open(ctx, url)
+	}
+	var dbs check.Databases
+	var err error
+	for _, d := range []struct {
+		url, name string
+		db        **store.DB
+	}{{c.OrdersDB, "orders", &dbs.Orders}, {c.InventoryDB, "inventory", &dbs.Inventory}, {c.PaymentsDB, "payments", &dbs.Payments}} {
+		if *d.db, err = open(d.url, d.name); err != nil {
+			return fmt.Errorf("%s database: %w", d.name, err)
+		}
+		defer (*d.db).Close()
+	}
+	rep, err := check.Run(ctx, dbs, time.Now())
+	if err != nil {
+		return err
+	}
+	if c.JSON {
+		if err := json.NewEncoder(stdout).Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "orders: %d (%d confirmed, %d cancelled, %d open); products: %d; captures: %d; refunds: %d\n",
+			rep.Orders, rep.Confirmed, rep.Cancelled, rep.Open, rep.Products, rep.Captures, rep.Refunds)
+		for _, v := range rep.Violations {
+			fmt.Fprintf(stdout, "VIOLATION %s: %s\n", v.Rule, v.Detail)
+		}
+		if len(rep.Violations) == 0 {
+			fmt.Fprintln(stdout, "0 violations")
+		}
+	}
+	if n := len(rep.Violations); n > 0 {
+		return fmt.Errorf("%d violations", n)
+	}
 	return nil
 }

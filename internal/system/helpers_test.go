@@ -64,7 +64,7 @@ func testGatewayConfig() gateway.Config {
 // startSystem starts every service and the gateway on random loopback ports
 // with their data in dir, an admin account, and gw as the gateway's
 // configuration (testGatewayConfig if nil).
-func startSystem(t *testing.T, dir string, logs io.Writer, gw *gateway.Config) *System {
+func startSystem(t *testing.T, dir string, logs io.Writer, gw *gateway.Config, opts ...func(*Config)) *System {
 	t.Helper()
 	log, err := telemetry.NewLogger(logs, "json", "info")
 	if err != nil {
@@ -87,6 +87,9 @@ func startSystem(t *testing.T, dir string, logs io.Writer, gw *gateway.Config) *
 			sc.SigningKeyLead = -1 // rotated keys sign at once; gateways learn them on the first unknown kid
 		}
 		cfg.Services = append(cfg.Services, sc)
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	sys, err := Start(context.Background(), cfg, log)
 	if err != nil {

@@ -7,6 +7,8 @@ package system
 import (
 	"context"
 	"io/fs"
+	"log/slog"
+	"net/http"
 	"slices"
 	"time"
 
@@ -18,6 +20,9 @@ import (
 	"github.com/souk-shop/souk/platform/store"
 	"github.com/souk-shop/souk/services/catalog"
 	"github.com/souk-shop/souk/services/gateway"
+	"github.com/souk-shop/souk/services/inventory"
+	"github.com/souk-shop/souk/services/orders"
+	"github.com/souk-shop/souk/services/payments"
 	"github.com/souk-shop/souk/services/users"
 )
 
@@ -38,13 +43,19 @@ type deps struct {
 	hasher  *auth.Hasher
 	admin   *Admin
 	keyLead time.Duration
+	// client calls other services by name (http://catalog/…), through
+	// the registry, with breakers, a bulkhead and retries.
+	client *http.Client
+	saga   SagaConfig
+	log    *slog.Logger
 }
 
-// built is a service ready to run: its routes, its event consumers, and
-// what it does once before serving.
+// built is a service ready to run: its routes, its event consumers, its
+// background loops, and what it does once before serving.
 type built struct {
-	routes    func(*server.Router)
-	consumers []events.ConsumerConfig
+	routes     func(*server.Router)
+	consumers  []events.ConsumerConfig
+	background []func(context.Context)
 	// init runs before the server starts; what it returns is printed
 	// (the generated admin password).
 	init func(context.Context) (string, error)
@@ -73,11 +84,56 @@ var services = map[string]service{
 		},
 		defaultAddr: "127.0.0.1:5002",
 	},
+	inventory.Name: {
+		migrations: inventory.Migrations(),
+		build: func(d deps) built {
+			svc := inventory.New(inventory.NewStore(d.db, d.outbox, d.saga.ReservationTTL), d.log)
+			return built{routes: svc.Routes, consumers: svc.Consumers(), background: []func(context.Context){svc.RunExpiry}}
+		},
+		defaultAddr: "127.0.0.1:5003",
+	},
+	payments.Name: {
+		migrations: payments.Migrations(),
+		build: func(d deps) built {
+			provider := payments.NewSimulated(d.db, payments.SimulatedConfig{FailureRate: d.saga.PaymentFailureRate, Latency: d.saga.PaymentLatency})
+			svc := payments.New(d.db, d.outbox, provider, d.log)
+			return built{routes: svc.Routes, consumers: svc.Consumers()}
+		},
+		defaultAddr: "127.0.0.1:5004",
+	},
+	orders.Name: {
+		migrations: orders.Migrations(),
+		build: func(d deps) built {
+			svc := orders.New(orders.NewStore(d.db, d.outbox), d.client, d.saga.OrderDeadline)
+			return built{routes: svc.Routes, consumers: svc.Consumers(), background: []func(context.Context){
+				func(ctx context.Context) { svc.RunDeadlines(ctx, d.log) },
+			}}
+		},
+		defaultAddr: "127.0.0.1:5005",
+	},
+}
+
+// SagaConfig tunes the order saga.
+type SagaConfig struct {
+	// OrderDeadline is how long an order may take to settle before it is
+	// cancelled.
+	OrderDeadline time.Duration
+	// ReservationTTL is how long reserved stock waits to be committed;
+	// longer than OrderDeadline, so that a live order never loses it.
+	ReservationTTL time.Duration
+	// PaymentFailureRate and PaymentLatency shape the simulated provider.
+	PaymentFailureRate float64
+	PaymentLatency     time.Duration
+}
+
+// DefaultSagaConfig suits a demo and the tests.
+func DefaultSagaConfig() SagaConfig {
+	return SagaConfig{OrderDeadline: 30 * time.Second, ReservationTTL: time.Minute}
 }
 
 // ServiceNames lists the services with a database, in start order.
 func ServiceNames() []string {
-	return []string{users.Name, catalog.Name}
+	return []string{users.Name, catalog.Name, inventory.Name, payments.Name, orders.Name}
 }
 
 // DefaultAddr is where the named service (or the gateway) listens by default.

@@ -45,6 +45,8 @@ type Config struct {
 	Registry discovery.Config
 	// Streams says how durable the event streams are.
 	Streams events.StreamConfig
+	// Saga tunes the order saga (DefaultSagaConfig if zero).
+	Saga SagaConfig
 	// Server bounds every HTTP server.
 	Server server.Config
 }
@@ -95,6 +97,8 @@ type System struct {
 	streams  events.StreamConfig
 	apiKeys  jetstream.KeyValue
 	hasher   *auth.Hasher
+	watcher  *discovery.Watcher // for services that call others
+	saga     SagaConfig
 	stopBg   context.CancelFunc // heartbeats and the registry watcher
 	units    []*unit
 	failed   chan error
@@ -148,6 +152,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	}
 	// At most four argon2id hashes at once: 76 MiB at worst.
 	sys.hasher = auth.NewHasher(4)
+	sys.saga = cfg.Saga
+	if sys.saga == (SagaConfig{}) {
+		sys.saga = DefaultSagaConfig()
+	}
+	if len(cfg.Services) > 0 {
+		if sys.watcher, err = reg.Watch(bg); err != nil {
+			return sys, err
+		}
+	}
 	for _, sc := range cfg.Services {
 		if err := sys.startService(ctx, bg, sc, reg, cfg.Server); err != nil {
 			return sys, fmt.Errorf("start %s: %w", sc.Name, err)
@@ -199,7 +212,11 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 		return err
 	}
 	outbox := events.NewOutbox(db)
-	svc := def.build(deps{db: db, outbox: outbox, apiKeys: s.apiKeys, hasher: s.hasher, admin: sc.Admin, keyLead: sc.SigningKeyLead})
+	metrics := telemetry.NewRegistry(sc.Name)
+	svc := def.build(deps{
+		db: db, outbox: outbox, apiKeys: s.apiKeys, hasher: s.hasher, admin: sc.Admin, keyLead: sc.SigningKeyLead,
+		client: s.client(metrics), saga: s.saga, log: log,
+	})
 	if svc.init != nil {
 		generated, err := svc.init(ctx)
 		if err != nil {
@@ -215,6 +232,12 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 	u.relay = events.NewRelay(outbox, s.js, sc.Name, events.RelayConfig{}, log)
 	u.work.Go(func() { u.relay.Run(work) })
 	for _, cc := range svc.consumers {
+		// The stream a consumer reads may belong to a service that has not
+		// started yet; creating it here (as its owner would, idempotently)
+		// lets the consumer start at once.
+		if err := events.EnsureStream(ctx, s.js, events.StreamOwner(cc.Stream), s.streams); err != nil {
+			return err
+		}
 		c := events.NewConsumer(db, s.js, cc, log)
 		u.work.Go(func() {
 			if err := c.Run(work); err != nil {
@@ -222,12 +245,15 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 			}
 		})
 	}
+	for _, loop := range svc.background {
+		u.work.Go(func() { loop(work) })
+	}
 
 	u.health = server.NewHealth(map[string]server.Check{
 		"database": db.PingContext,
 		"nats":     broker.Check(s.nc),
 	})
-	rt, _ := s.router(sc.Name, log, u.health)
+	rt := s.router(sc.Name, log, u.health, metrics)
 	svc.routes(rt)
 	if err := s.serve(u, sc.Addr, rt, log, scfg); err != nil {
 		return err
@@ -265,7 +291,8 @@ func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discove
 			}
 		},
 	})
-	rt, metrics := s.router(gateway.Name, log, u.health)
+	metrics := telemetry.NewRegistry(gateway.Name)
+	rt := s.router(gateway.Name, log, u.health, metrics)
 
 	// Requests to services: P2C over live instances, skipping those whose
 	// circuit is open; a bulkhead and retries around that.
@@ -299,14 +326,24 @@ func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discove
 	return nil
 }
 
-// router returns a router with the endpoints every server has, and the
-// metrics registry it serves.
-func (s *System) router(name string, log *slog.Logger, health *server.Health) (*server.Router, *telemetry.Registry) {
-	metrics := telemetry.NewRegistry(name)
+// router returns a router with the endpoints every server has, serving
+// metrics.
+func (s *System) router(name string, log *slog.Logger, health *server.Health, metrics *telemetry.Registry) *server.Router {
 	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(metrics))
 	health.Routes(rt)
 	rt.HandleHTTP("GET /metrics", metrics.Handler())
-	return rt, metrics
+	return rt
+}
+
+// client returns an HTTP client for calls from one service to others by
+// name (http://catalog/…): P2C over live instances with a breaker each, a
+// bulkhead and budgeted retries, as the gateway has.
+func (s *System) client(metrics *telemetry.Registry) *http.Client {
+	cfg := resilience.DefaultConfig()
+	rm := resilience.NewMetrics(metrics)
+	picked := discovery.NewTransport(discovery.NewP2C(s.watcher))
+	picked.Guard = resilience.NewBreakers(cfg.Breaker, rm)
+	return &http.Client{Transport: resilience.NewTransport(picked, cfg, rm), Timeout: 10 * time.Second}
 }
 
 func (s *System) serve(u *unit, addr string, rt *server.Router, log *slog.Logger, scfg server.Config) error {

@@ -59,6 +59,9 @@ type ConsumerConfig struct {
 	// Calls maps event types to work done before the transaction (see
 	// Call); optional.
 	Calls map[string]Call
+	// Outbox, if the handlers write events to it, is woken after each
+	// commit so that the answers go out at once.
+	Outbox *Outbox
 	// Subjects filters what the consumer receives; by default exactly the
 	// handlers' types. A wider filter (souk.users.>) makes events of types
 	// without a handler arrive, and they are dead-lettered as unknown.
@@ -284,6 +287,9 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 			}
 		}
 		return err
+	}
+	if c.cfg.Outbox != nil {
+		c.cfg.Outbox.Wake()
 	}
 	if err := c.hook(c.afterCommit); err != nil {
 		return err

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -10,6 +11,9 @@ import (
 
 // StreamName is the JetStream stream that holds a service's events.
 func StreamName(service string) string { return "souk_" + service }
+
+// StreamOwner is the service whose events stream holds: StreamName's inverse.
+func StreamOwner(stream string) string { return strings.TrimPrefix(stream, "souk_") }
 
 // DeadLetterStream holds the events consumers gave up on.
 const DeadLetterStream = "souk_dead_letters"

@@ -1,0 +1,264 @@
+package inventory
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/souk-shop/souk/api/saga"
+	"github.com/souk-shop/souk/platform/events"
+	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/store"
+)
+
+// Store keeps stock and reservations.
+type Store struct {
+	db     *store.DB
+	outbox *events.Outbox
+	// ttl is how long a reservation waits to be committed.
+	ttl time.Duration
+}
+
+// NewStore returns a store over db whose reservations expire after ttl.
+func NewStore(db *store.DB, outbox *events.Outbox, ttl time.Duration) *Store {
+	return &Store{db: db, outbox: outbox, ttl: ttl}
+}
+
+// Get returns a product's stock; a product never stocked has none.
+func (s *Store) Get(ctx context.Context, productID string) (Stock, error) {
+	st := Stock{ProductID: productID}
+	err := s.db.QueryRowContext(ctx, `SELECT available, reserved, sold FROM stock WHERE product_id = $1`, productID).
+		Scan(&st.Available, &st.Reserved, &st.Sold)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Stock{}, fmt.Errorf("get stock: %w", err)
+	}
+	return st, nil
+}
+
+// SetAvailable sets how many of a product are available to sell, as an
+// admin counting the shelves would; what is reserved or sold stays.
+func (s *Store) SetAvailable(ctx context.Context, productID string, available int64) (Stock, error) {
+	if available < 0 {
+		return Stock{}, problem.Field("available", "must not be negative")
+	}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO stock (product_id, available, reserved, sold, received, updated_at) VALUES ($1, $2, 0, 0, $2, $3)
+			ON CONFLICT (product_id) DO UPDATE SET
+				received = stock.received + ($2 - stock.available), available = $2, updated_at = $3`,
+			productID, available, now())
+		return err
+	})
+	if err != nil {
+		return Stock{}, fmt.Errorf("set stock: %w", err)
+	}
+	return s.Get(ctx, productID)
+}
+
+// reserve handles OrderPlaced: it reserves every item or none.
+func (s *Store) reserve(ctx context.Context, tx *sql.Tx, e events.Event, d saga.OrderPlacedData) error {
+	status, err := reservationStatus(ctx, tx, d.OrderID)
+	if err != nil {
+		return err
+	}
+	if status != "" { // a tombstone: the order was cancelled before its stock was asked for
+		return s.reply(ctx, tx, saga.ReservationFailed, saga.Outcome{OrderID: d.OrderID, Reason: "cancelled"})
+	}
+	items := slices.Clone(d.Items)
+	// The same order on every reservation keeps two from waiting on each
+	// other's rows on PostgreSQL.
+	slices.SortFunc(items, func(a, b saga.Item) int { return strings.Compare(a.ProductID, b.ProductID) })
+	t := now()
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT reserve`); err != nil {
+		return err
+	}
+	for _, it := range items {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE stock SET available = available - $1, reserved = reserved + $1, updated_at = $2
+			 WHERE product_id = $3 AND available >= $1`, it.Quantity, t, it.ProductID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT reserve`); err != nil {
+				return err
+			}
+			if err := insertReservation(ctx, tx, d.OrderID, Failed, t, t); err != nil {
+				return err
+			}
+			return s.reply(ctx, tx, saga.ReservationFailed, saga.Outcome{OrderID: d.OrderID, Reason: saga.ReasonOutOfStock, ProductID: it.ProductID})
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT reserve`); err != nil {
+		return err
+	}
+	if err := insertReservation(ctx, tx, d.OrderID, Reserved, t.Add(s.ttl), t); err != nil {
+		return err
+	}
+	for _, it := range items {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO reservation_items (order_id, product_id, quantity) VALUES ($1, $2, $3)`,
+			d.OrderID, it.ProductID, it.Quantity); err != nil {
+			return err
+		}
+	}
+	return s.reply(ctx, tx, saga.StockReserved, saga.Outcome{OrderID: d.OrderID})
+}
+
+// commit handles StockCommitRequested: the reserved items are sold.
+func (s *Store) commit(ctx context.Context, tx *sql.Tx, d saga.OrderRef) error {
+	status, err := reservationStatus(ctx, tx, d.OrderID)
+	if err != nil {
+		return err
+	}
+	switch status {
+	case Committed:
+		return s.reply(ctx, tx, saga.StockCommitted, saga.Outcome{OrderID: d.OrderID})
+	case Reserved:
+	default:
+		reason := status
+		if reason == "" {
+			reason = "no reservation"
+		}
+		return s.reply(ctx, tx, saga.StockCommitFailed, saga.Outcome{OrderID: d.OrderID, Reason: reason})
+	}
+	if err := s.move(ctx, tx, d.OrderID, `reserved = reserved - $1, sold = sold + $1`); err != nil {
+		return err
+	}
+	if err := setStatus(ctx, tx, d.OrderID, Committed); err != nil {
+		return err
+	}
+	return s.reply(ctx, tx, saga.StockCommitted, saga.Outcome{OrderID: d.OrderID})
+}
+
+// release handles StockReleaseRequested, the saga's compensation: reserved
+// stock becomes available again, sold stock is put back, and a
+// reservation that never came is tombstoned so that it cannot come later.
+func (s *Store) release(ctx context.Context, tx *sql.Tx, d saga.OrderRef, final string) error {
+	status, err := reservationStatus(ctx, tx, d.OrderID)
+	if err != nil {
+		return err
+	}
+	outcome := "nothing"
+	switch status {
+	case Reserved:
+		if err := s.move(ctx, tx, d.OrderID, `reserved = reserved - $1, available = available + $1`); err != nil {
+			return err
+		}
+		outcome = "released"
+	case Committed:
+		if err := s.move(ctx, tx, d.OrderID, `sold = sold - $1, available = available + $1`); err != nil {
+			return err
+		}
+		outcome = "restocked"
+	case "":
+		t := now()
+		if err := insertReservation(ctx, tx, d.OrderID, Tombstone, t, t); err != nil {
+			return err
+		}
+	default: // failed, released, expired, tombstone: nothing is held
+		return s.reply(ctx, tx, saga.StockReleased, saga.Outcome{OrderID: d.OrderID, Reason: outcome})
+	}
+	if status != "" {
+		if err := setStatus(ctx, tx, d.OrderID, final); err != nil {
+			return err
+		}
+	}
+	return s.reply(ctx, tx, saga.StockReleased, saga.Outcome{OrderID: d.OrderID, Reason: outcome})
+}
+
+// ExpireReservations releases up to limit reservations past their expiry
+// and returns how many it released.
+func (s *Store) ExpireReservations(ctx context.Context, limit int) (int, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT order_id FROM reservations WHERE status = 'reserved' AND expires_at < $1 ORDER BY expires_at LIMIT $2`, now(), limit)
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	for _, id := range ids {
+		err := s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+			// Checked again inside the transaction: a commit may have won.
+			var status string
+			var expires time.Time
+			if err := tx.QueryRowContext(ctx, `SELECT status, expires_at FROM reservations WHERE order_id = $1`, id).Scan(&status, &expires); err != nil {
+				return nil, err
+			}
+			if status != Reserved || !expires.Before(now()) {
+				return nil, nil
+			}
+			return nil, s.release(ctx, tx, saga.OrderRef{OrderID: id}, Expired)
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
+// move applies set (with $1 the quantity) to the stock of each item of the
+// order's reservation.
+func (s *Store) move(ctx context.Context, tx *sql.Tx, orderID, set string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT product_id, quantity FROM reservation_items WHERE order_id = $1 ORDER BY product_id`, orderID)
+	if err != nil {
+		return err
+	}
+	var items []saga.Item
+	for rows.Next() {
+		var it saga.Item
+		if err := rows.Scan(&it.ProductID, &it.Quantity); err != nil {
+			rows.Close()
+			return err
+		}
+		items = append(items, it)
+	}
+	rows.Close()
+	for _, it := range items {
+		if _, err := tx.ExecContext(ctx, `UPDATE stock SET `+set+`, updated_at = $2 WHERE product_id = $3`, it.Quantity, now(), it.ProductID); err != nil {
+			return fmt.Errorf("move stock of %s: %w", it.ProductID, err)
+		}
+	}
+	return nil
+}
+
+func reservationStatus(ctx context.Context, tx *sql.Tx, orderID string) (string, error) {
+	var status string
+	err := tx.QueryRowContext(ctx, `SELECT status FROM reservations WHERE order_id = $1`, orderID).Scan(&status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return status, err
+}
+
+func insertReservation(ctx context.Context, tx *sql.Tx, orderID, status string, expires, t time.Time) error {
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
+		orderID, status, expires, t)
+	return err
+}
+
+func setStatus(ctx context.Context, tx *sql.Tx, orderID, status string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE reservations SET status = $1, updated_at = $2 WHERE order_id = $3`, status, now(), orderID)
+	return err
+}
+
+// reply writes an answer to the saga into the outbox, in tx.
+func (s *Store) reply(ctx context.Context, tx *sql.Tx, typ string, data saga.Outcome) error {
+	ev, err := events.New(ctx, typ, data.OrderID, data)
+	if err != nil {
+		return err
+	}
+	return s.outbox.Write(ctx, tx, ev)
+}

@@ -1,0 +1,247 @@
+package orders
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/souk-shop/souk/api/saga"
+	"github.com/souk-shop/souk/platform/auth"
+	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/server"
+)
+
+// Service serves the orders API and runs the saga.
+type Service struct {
+	store    *Store
+	catalog  *http.Client // resolves http://catalog/… through the registry, with breakers and retries
+	deadline time.Duration
+}
+
+// New returns the service over st. Prices come from the catalog service
+// through client; an order not settled within deadline is cancelled.
+func New(st *Store, client *http.Client, deadline time.Duration) *Service {
+	return &Service{store: st, catalog: client, deadline: deadline}
+}
+
+// Routes registers every route of the orders API.
+func (s *Service) Routes(rt *server.Router) {
+	rt.Handle("POST /orders", s.place)
+	rt.Handle("GET /orders/{id}", s.get)
+	rt.Handle("GET /orders/{id}/events", s.events)
+	rt.Handle("POST /orders/{id}/cancel", s.cancel)
+}
+
+type placeRequest struct {
+	Items []itemRequest `json:"items"`
+	Card  string        `json:"card"`
+}
+
+type itemRequest struct {
+	ProductID string `json:"product_id"`
+	Quantity  int64  `json:"quantity"`
+}
+
+func (req placeRequest) validate() error {
+	var fields []problem.FieldError
+	add := func(f, d string) { fields = append(fields, problem.FieldError{Field: f, Detail: d}) }
+	if len(req.Items) == 0 || len(req.Items) > 50 {
+		add("items", "must list 1 to 50 items")
+	}
+	seen := map[string]bool{}
+	for i, it := range req.Items {
+		f := fmt.Sprintf("items[%d]", i)
+		if !server.ValidID(it.ProductID) {
+			add(f+".product_id", "must be a product id (a UUID)")
+		} else if seen[it.ProductID] {
+			add(f+".product_id", "appears twice; order it once with the quantity you want")
+		}
+		seen[it.ProductID] = true
+		if it.Quantity < 1 || it.Quantity > 1000 {
+			add(f+".quantity", "must be from 1 to 1000")
+		}
+	}
+	if n := len(req.Card); n < 12 || n > 19 || strings.Trim(req.Card, "0123456789") != "" {
+		add("card", "must be a card number of 12 to 19 digits (test cards: 4242424242424242; 4000000000000002 is declined)")
+	}
+	return problem.Fields(fields)
+}
+
+// hash identifies a request, for Idempotency-Key: the same items in any
+// order and the same card hash the same.
+func (req placeRequest) hash() string {
+	items := slices.Clone(req.Items)
+	slices.SortFunc(items, func(a, b itemRequest) int { return strings.Compare(a.ProductID, b.ProductID) })
+	b, _ := json.Marshal(placeRequest{Items: items, Card: req.Card})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Service) place(w http.ResponseWriter, r *http.Request) error {
+	caller := auth.FromRequest(r)
+	if err := caller.RequireUser(); err != nil {
+		return err
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" || len(key) > 100 {
+		return problem.Field("Idempotency-Key", "the header is required: a unique string of up to 100 characters per order")
+	}
+	var req placeRequest
+	if err := server.Decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := req.validate(); err != nil {
+		return err
+	}
+	hash := req.hash()
+	if id, prev, err := s.store.existing(r.Context(), caller.UserID, key); err != nil {
+		return err
+	} else if id != "" {
+		if prev != hash {
+			return ErrKeyReused
+		}
+		o, _, err := s.store.Load(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Location", "/orders/"+o.ID)
+		server.WriteJSON(w, http.StatusOK, o)
+		return nil
+	}
+	lines, total, err := s.price(r.Context(), req.Items)
+	if err != nil {
+		return err
+	}
+	t := time.Now().UTC().Truncate(time.Microsecond)
+	o := Order{ID: server.NewID(), CustomerID: caller.UserID, Lines: lines, Total: total, CreatedAt: t, Deadline: t.Add(s.deadline)}
+	o, created, err := s.store.Place(r.Context(), o, key, hash, req.Card)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/orders/"+o.ID)
+	status := http.StatusCreated
+	if !created {
+		status = http.StatusOK
+	}
+	server.WriteJSON(w, status, o)
+	return nil
+}
+
+// price asks the catalog for each item's price, now: the client's idea of
+// the price does not count.
+func (s *Service) price(ctx context.Context, items []itemRequest) ([]Line, saga.Money, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var lines []Line
+	var total saga.Money
+	for _, it := range items {
+		p, err := s.productPrice(ctx, it.ProductID)
+		if err != nil {
+			return nil, saga.Money{}, err
+		}
+		if total.Currency != "" && p.Currency != total.Currency {
+			return nil, saga.Money{}, problem.New(problem.Unprocessable, "the items are priced in %s and %s; order them separately", total.Currency, p.Currency)
+		}
+		total.Currency = p.Currency
+		total.Amount += p.Amount * it.Quantity
+		lines = append(lines, Line{ProductID: it.ProductID, Quantity: it.Quantity, UnitPrice: p})
+	}
+	return lines, total, nil
+}
+
+func (s *Service) productPrice(ctx context.Context, id string) (saga.Money, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://catalog/products/"+id, nil)
+	if err != nil {
+		return saga.Money{}, err
+	}
+	resp, err := s.catalog.Do(req)
+	if err != nil {
+		return saga.Money{}, problem.Wrap(problem.Unavailable, err, "the catalog is unavailable; try again")
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return saga.Money{}, problem.New(problem.Unprocessable, "product %s does not exist", id)
+	default:
+		return saga.Money{}, problem.New(problem.Unavailable, "the catalog answered %d; try again", resp.StatusCode)
+	}
+	var p struct {
+		Price saga.Money `json:"price"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		return saga.Money{}, problem.Wrap(problem.BadGateway, err, "the catalog's answer did not parse")
+	}
+	return p.Price, nil
+}
+
+// own loads an order the caller may see: their own, or any for an admin.
+// Someone else's order is not found, rather than forbidden: its existence
+// is not theirs to know.
+func (s *Service) own(r *http.Request) (Order, []Event, error) {
+	caller := auth.FromRequest(r)
+	if err := caller.RequireUser(); err != nil {
+		return Order{}, nil, err
+	}
+	id, err := server.PathID(r, "id")
+	if err != nil {
+		return Order{}, nil, err
+	}
+	o, log, err := s.store.Load(r.Context(), id)
+	if err != nil {
+		return Order{}, nil, err
+	}
+	if o.CustomerID != caller.UserID && !caller.IsAdmin() {
+		return Order{}, nil, problem.New(problem.NotFound, "order %s not found", id)
+	}
+	return o, log, nil
+}
+
+func (s *Service) get(w http.ResponseWriter, r *http.Request) error {
+	o, _, err := s.own(r)
+	if err != nil {
+		return err
+	}
+	server.WriteJSON(w, http.StatusOK, o)
+	return nil
+}
+
+func (s *Service) events(w http.ResponseWriter, r *http.Request) error {
+	_, log, err := s.own(r)
+	if err != nil {
+		return err
+	}
+	server.WriteJSON(w, http.StatusOK, map[string]any{"items": log})
+	return nil
+}
+
+func (s *Service) cancel(w http.ResponseWriter, r *http.Request) error {
+	o, _, err := s.own(r)
+	if err != nil {
+		return err
+	}
+	err = s.store.Act(r.Context(), o.ID, func(o Order) []step {
+		if Terminal(o.Status) {
+			return nil
+		}
+		return cancel(o, saga.ReasonCustomer)
+	})
+	if err != nil {
+		return err
+	}
+	o, _, err = s.store.Load(r.Context(), o.ID)
+	if err != nil {
+		return err
+	}
+	if o.Status == Confirmed {
+		return problem.New(problem.Conflict, "order %s is confirmed; it can no longer be cancelled", o.ID)
+	}
+	server.WriteJSON(w, http.StatusOK, o)
+	return nil
+}

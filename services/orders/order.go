@@ -1,0 +1,118 @@
+// Package orders is the orders service: it takes orders and runs the
+// saga that settles them (reserve stock, authorize payment, commit stock
+// and capture payment, confirm; or compensate and cancel). An order is an
+// append-only log of its events; its state is what the log folds to.
+package orders
+
+import (
+	"embed"
+	"encoding/json"
+	"io/fs"
+	"time"
+
+	"github.com/souk-shop/souk/api/saga"
+)
+
+// Name is the service's name in the registry, metrics and logs.
+const Name = "orders"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations are the service's goose migrations.
+func Migrations() fs.FS {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return sub
+}
+
+// Statuses of an order. Confirmed and cancelled are terminal.
+const (
+	Placed          = "placed"           // waiting for stock
+	AwaitingPayment = "awaiting_payment" // stock reserved, payment asked for
+	Confirming      = "confirming"       // paid: stock being committed and payment captured
+	Confirmed       = "confirmed"
+	Cancelled       = "cancelled"
+)
+
+// Terminal reports whether status is final.
+func Terminal(status string) bool { return status == Confirmed || status == Cancelled }
+
+// Line is an ordered item at the price catalog gave at order time.
+type Line struct {
+	ProductID string     `json:"product_id"`
+	Quantity  int64      `json:"quantity"`
+	UnitPrice saga.Money `json:"unit_price"`
+}
+
+// Order is the state an order's log folds to.
+type Order struct {
+	ID         string     `json:"id"`
+	CustomerID string     `json:"customer_id"`
+	Status     string     `json:"status"`
+	Reason     string     `json:"reason,omitempty"` // why it was cancelled
+	Lines      []Line     `json:"items"`
+	Total      saga.Money `json:"total"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	Deadline   time.Time  `json:"deadline"`
+
+	// What the saga has got so far.
+	committed bool
+	captured  bool
+	// paymentAsked is whether a payment may exist to undo.
+	paymentAsked bool
+}
+
+// Event is one entry of an order's log.
+type Event struct {
+	Seq  int64           `json:"seq"`
+	Type string          `json:"type"`
+	Data json.RawMessage `json:"data"`
+	At   time.Time       `json:"at"`
+}
+
+// Log entries besides the saga's own event types.
+const (
+	logPlaced = saga.OrderPlaced
+)
+
+// placedData is the first entry of every log.
+type placedData struct {
+	CustomerID string     `json:"customer_id"`
+	Lines      []Line     `json:"items"`
+	Total      saga.Money `json:"total"`
+	Deadline   time.Time  `json:"deadline"`
+}
+
+// fold replays an order's log.
+func fold(id string, log []Event) Order {
+	o := Order{ID: id}
+	for _, e := range log {
+		if Terminal(o.Status) {
+			continue // late replies are logged, but change nothing
+		}
+		o.UpdatedAt = e.At
+		switch e.Type {
+		case logPlaced:
+			var d placedData
+			_ = json.Unmarshal(e.Data, &d)
+			o.CustomerID, o.Lines, o.Total, o.Deadline = d.CustomerID, d.Lines, d.Total, d.Deadline
+			o.Status, o.CreatedAt = Placed, e.At
+		case saga.StockReserved:
+			o.Status, o.paymentAsked = AwaitingPayment, true
+		case saga.PaymentAuthorized:
+			o.Status = Confirming
+		case saga.StockCommitted:
+			o.committed = true
+		case saga.PaymentCaptured:
+			o.captured = true
+		case saga.OrderConfirmed:
+			o.Status = Confirmed
+		case saga.OrderCancelled:
+			var d saga.Outcome
+			_ = json.Unmarshal(e.Data, &d)
+			o.Status, o.Reason = Cancelled, d.Reason
+		}
+	}
+	return o
+}

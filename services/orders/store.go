@@ -1,0 +1,227 @@
+package orders
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/souk-shop/souk/api/saga"
+	"github.com/souk-shop/souk/platform/events"
+	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/store"
+)
+
+// Store keeps orders as logs of events.
+type Store struct {
+	db     *store.DB
+	outbox *events.Outbox
+}
+
+// NewStore returns a store over db, publishing through outbox.
+func NewStore(db *store.DB, outbox *events.Outbox) *Store { return &Store{db: db, outbox: outbox} }
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// ErrKeyReused means an Idempotency-Key came back with another request.
+var ErrKeyReused = problem.New(problem.Unprocessable, "this Idempotency-Key was used for a different request")
+
+// existing returns the order a customer placed with key, if any, and the
+// hash of the request that placed it.
+func (s *Store) existing(ctx context.Context, customerID, key string) (id, hash string, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT id, request_hash FROM orders WHERE customer_id = $1 AND idempotency_key = $2`,
+		customerID, key).Scan(&id, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", nil
+	}
+	return id, hash, err
+}
+
+// Place stores a new order and publishes OrderPlaced, which starts the
+// saga. If the customer already placed an order with key, it returns that
+// order, or ErrKeyReused if that order came from another request.
+func (s *Store) Place(ctx context.Context, o Order, key, hash, card string) (Order, bool, error) {
+	err := s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO orders (id, customer_id, idempotency_key, request_hash, card, status, deadline_at, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			o.ID, o.CustomerID, key, hash, card, Placed, o.Deadline, o.CreatedAt)
+		if err != nil {
+			return nil, err
+		}
+		data := placedData{CustomerID: o.CustomerID, Lines: o.Lines, Total: o.Total, Deadline: o.Deadline}
+		if err := appendLog(ctx, tx, o.ID, 1, logPlaced, data, o.CreatedAt); err != nil {
+			return nil, err
+		}
+		items := make([]saga.Item, len(o.Lines))
+		for i, l := range o.Lines {
+			items[i] = saga.Item{ProductID: l.ProductID, Quantity: l.Quantity}
+		}
+		ev, err := events.New(ctx, saga.OrderPlaced, o.ID, saga.OrderPlacedData{
+			OrderID: o.ID, CustomerID: o.CustomerID, Items: items, Total: o.Total, Deadline: o.Deadline,
+		})
+		return []events.Event{ev}, err
+	})
+	if store.IsUniqueViolation(err) { // the same key, at the same time
+		id, prev, err := s.existing(ctx, o.CustomerID, key)
+		if err != nil {
+			return Order{}, false, err
+		}
+		if prev != hash {
+			return Order{}, false, ErrKeyReused
+		}
+		got, _, err := s.Load(ctx, id)
+		return got, false, err
+	}
+	if err != nil {
+		return Order{}, false, fmt.Errorf("place order: %w", err)
+	}
+	got, _, err := s.Load(ctx, o.ID)
+	return got, true, err
+}
+
+type querier interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}
+
+// Load returns an order's state and its log.
+func (s *Store) Load(ctx context.Context, id string) (Order, []Event, error) {
+	return load(ctx, s.db, id)
+}
+
+func load(ctx context.Context, q querier, id string) (Order, []Event, error) {
+	rows, err := q.QueryContext(ctx, `SELECT seq, type, data, at FROM order_events WHERE order_id = $1 ORDER BY seq`, id)
+	if err != nil {
+		return Order{}, nil, err
+	}
+	defer rows.Close()
+	var log []Event
+	for rows.Next() {
+		var e Event
+		var data string
+		if err := rows.Scan(&e.Seq, &e.Type, &data, &e.At); err != nil {
+			return Order{}, nil, err
+		}
+		e.Data, e.At = json.RawMessage(data), e.At.UTC()
+		log = append(log, e)
+	}
+	if err := rows.Err(); err != nil {
+		return Order{}, nil, err
+	}
+	if len(log) == 0 {
+		return Order{}, nil, problem.New(problem.NotFound, "order %s not found", id)
+	}
+	return fold(id, log), log, nil
+}
+
+// step is one thing the saga does to an order: an entry in its log and,
+// for orders' own events, a message to the other services.
+type step struct {
+	typ     string
+	data    any
+	publish bool
+}
+
+// act loads an order inside tx, locked against other writers of it, lets
+// decide choose the steps, and appends and publishes them.
+func (s *Store) act(ctx context.Context, tx *sql.Tx, id string, decide func(Order) []step) error {
+	lock := `SELECT status FROM orders WHERE id = $1`
+	if s.db.Dialect == store.Postgres {
+		lock += ` FOR UPDATE` // replies about one order are applied one at a time
+	}
+	var status string
+	if err := tx.QueryRowContext(ctx, lock, id).Scan(&status); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return events.Permanent(fmt.Errorf("no order %s", id))
+		}
+		return err
+	}
+	o, log, err := load(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	steps := decide(o)
+	if len(steps) == 0 {
+		return nil
+	}
+	t := now()
+	seq := log[len(log)-1].Seq
+	for _, st := range steps {
+		seq++
+		if err := appendLog(ctx, tx, id, seq, st.typ, st.data, t); err != nil {
+			return err
+		}
+		if st.publish {
+			ev, err := events.New(ctx, st.typ, id, st.data)
+			if err != nil {
+				return err
+			}
+			if err := s.outbox.Write(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+	}
+	// The status column follows the log, for the deadline sweep.
+	after := fold(id, append(log, logOf(steps, t)...))
+	if after.Status != status {
+		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1 WHERE id = $2`, after.Status, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logOf turns steps into log entries, for folding before they are read back.
+func logOf(steps []step, t time.Time) []Event {
+	out := make([]Event, len(steps))
+	for i, st := range steps {
+		b, _ := json.Marshal(st.data)
+		out[i] = Event{Type: st.typ, Data: b, At: t}
+	}
+	return out
+}
+
+func appendLog(ctx context.Context, tx *sql.Tx, id string, seq int64, typ string, data any, t time.Time) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO order_events (order_id, seq, type, data, at) VALUES ($1, $2, $3, $4, $5)`,
+		id, seq, typ, string(b), t)
+	return err
+}
+
+// Act applies decide to an order in a transaction of its own.
+func (s *Store) Act(ctx context.Context, id string, decide func(Order) []step) error {
+	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+		return nil, s.act(ctx, tx, id, decide)
+	})
+}
+
+// overdue lists up to limit unfinished orders past their deadline.
+func (s *Store) overdue(ctx context.Context, limit int) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT id FROM orders WHERE status NOT IN ('confirmed', 'cancelled') AND deadline_at < $1 ORDER BY deadline_at LIMIT $2`, now(), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// card returns the payment card an order was placed with.
+func card(ctx context.Context, tx *sql.Tx, id string) (string, error) {
+	var c string
+	err := tx.QueryRowContext(ctx, `SELECT card FROM orders WHERE id = $1`, id).Scan(&c)
+	return c, err
+}
