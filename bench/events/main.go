@@ -130,6 +130,7 @@ func run(producerURL, consumerURL, natsURL string, n, writers, perTx int, latenc
 	c := events.NewConsumer(cdb, js, events.ConsumerConfig{
 		Name: "bench-" + suffix, Stream: events.StreamName(service),
 		Handlers: map[string]events.Handler{typ: handler},
+		Batch:    256, // its effects lock no shared row: batches are safe on PostgreSQL too
 	}, log)
 	wg.Go(func() { c.Run(wctx) })
 	defer func() { stop(); wg.Wait() }()

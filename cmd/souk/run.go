@@ -66,8 +66,9 @@ type dlqCmd struct {
 }
 
 type dlqListCmd struct {
-	Limit int  `default:"100" help:"At most this many."`
-	JSON  bool `name:"json" help:"One JSON object per line, data included."`
+	Consumer string `help:"Only this consumer's dead letters."`
+	Limit    int    `default:"100" help:"At most this many."`
+	JSON     bool   `name:"json" help:"One JSON object per line, data included."`
 }
 
 type dlqReplayCmd struct {
@@ -350,7 +351,7 @@ func (d *dlqCmd) list(ctx context.Context, stdout io.Writer, log *slog.Logger) e
 		return err
 	}
 	defer nc.Close()
-	dls, err := events.ListDeadLetters(ctx, js, d.List.Limit)
+	dls, err := events.ListDeadLetters(ctx, js, d.List.Consumer, d.List.Limit)
 	if err != nil {
 		return err
 	}

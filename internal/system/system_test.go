@@ -18,6 +18,7 @@ import (
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/broker"
 	"github.com/souk-shop/souk/platform/discovery"
+	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/services/gateway"
 )
@@ -385,6 +386,12 @@ func TestExternalEngines(t *testing.T) {
 			defer nc.Close()
 			if js, err := jetstream.New(nc); err == nil {
 				_ = js.DeleteKeyValue(context.Background(), cfg.Registry.Bucket)
+				// The services' streams and durable consumers carry their
+				// names: left behind, the next run would consume this run's
+				// events against fresh databases.
+				for _, name := range ServiceNames() {
+					_ = js.DeleteStream(context.Background(), events.StreamName(name))
+				}
 			}
 		}
 	})

@@ -257,3 +257,37 @@ func TestTransport(t *testing.T) {
 		}
 	})
 }
+
+// TestAttemptsSteerRetries checks that a request carrying Attempts goes to
+// an instance it has not tried while there is one, and repeats one after.
+func TestAttemptsSteerRetries(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, reg *Registry) {
+		ctx := t.Context()
+		var hits [3]atomic.Int64
+		for i := range hits {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits[i].Add(1) }))
+			t.Cleanup(srv.Close)
+			if _, err := reg.Register(ctx, instance("svc", srv.URL)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w, err := reg.Watch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := NewTransport(NewP2C(w))
+		req, _ := http.NewRequestWithContext(WithAttempts(ctx, &Attempts{}), "GET", "http://svc/x", nil)
+		for range 4 {
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		for i := range hits {
+			if n := hits[i].Load(); n < 1 || n > 2 {
+				t.Fatalf("instance %d got %d of 4 tries of one request; want each tried once before any twice", i, n)
+			}
+		}
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -40,6 +41,33 @@ type Guard interface {
 	Record(ep *Endpoint, status int, err error)
 }
 
+// Attempts remembers which instances one request has been sent to, so that
+// a retry goes elsewhere when it can. Put one in the request's context
+// (WithAttempts) before the first try.
+type Attempts struct {
+	mu   sync.Mutex
+	sent []*Endpoint
+}
+
+type attemptsKey struct{}
+
+// WithAttempts returns ctx carrying a.
+func WithAttempts(ctx context.Context, a *Attempts) context.Context {
+	return context.WithValue(ctx, attemptsKey{}, a)
+}
+
+func (a *Attempts) add(ep *Endpoint) {
+	a.mu.Lock()
+	a.sent = append(a.sent, ep)
+	a.mu.Unlock()
+}
+
+func (a *Attempts) has(ep *Endpoint) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Contains(a.sent, ep)
+}
+
 // ErrUnhealthy means every live instance of a service was refused by the
 // Guard.
 var ErrUnhealthy = errors.New("every instance is failing (circuit open)")
@@ -55,8 +83,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var skipped [maxPicks]*Endpoint
 	tried := skipped[:0]
 	refusedOnce, guarded := false, false
+	earlier, _ := req.Context().Value(attemptsKey{}).(*Attempts)
+	avoidEarlier := earlier != nil
 	skip := func(ep *Endpoint) bool {
-		if slices.Contains(tried, ep) {
+		if slices.Contains(tried, ep) || avoidEarlier && earlier.has(ep) {
 			return true
 		}
 		if t.Guard != nil && !t.Guard.Ready(ep) {
@@ -67,6 +97,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	for len(tried) < maxPicks {
 		ep, err := t.Picker.Pick(service, skip)
+		if err != nil && avoidEarlier {
+			// Every instance had a try: a repeat beats nothing.
+			avoidEarlier = false
+			ep, err = t.Picker.Pick(service, skip)
+		}
 		if err != nil {
 			if !refusedOnce { // else Base has closed it
 				closeBody(req)
@@ -90,6 +125,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u := *req.URL
 		u.Scheme, u.Host = target.Scheme, target.Host
 		out.URL = &u
+		if earlier != nil {
+			earlier.add(ep)
+		}
 		ep.inFlight.Add(1)
 		resp, err := t.Base.RoundTrip(&out)
 		if t.Guard != nil && req.Context().Err() != context.Canceled {

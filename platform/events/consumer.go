@@ -75,7 +75,13 @@ type ConsumerConfig struct {
 	// AckWait is how long the broker waits for an ack before it delivers
 	// again (a consumer that died mid-batch); 30s.
 	AckWait time.Duration
-	// Batch is how many events at most share one database transaction; 256.
+	// Batch is how many events at most share one database transaction.
+	// By default 256 on SQLite, where one writer at a time is the rule
+	// anyway, and 1 on PostgreSQL: there consumers run their transactions
+	// side by side, a batch takes its row locks in the order of its events,
+	// and two batches that lock the same rows in different orders deadlock
+	// (PostgreSQL breaks the tie after a second). Set it on PostgreSQL only
+	// for handlers that lock no row another consumer locks.
 	Batch int
 	// InboxRetention is how long processed ids are kept; 35 days. It must
 	// outlast any way an event can come back: the stream's max age (7
@@ -83,7 +89,7 @@ type ConsumerConfig struct {
 	InboxRetention time.Duration
 }
 
-func (c *ConsumerConfig) defaults() {
+func (c *ConsumerConfig) defaults(dialect store.Dialect) {
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = 5
 	}
@@ -95,6 +101,9 @@ func (c *ConsumerConfig) defaults() {
 	}
 	if c.Batch <= 0 {
 		c.Batch = 256
+		if dialect == store.Postgres {
+			c.Batch = 1
+		}
 	}
 	if c.InboxRetention <= 0 {
 		c.InboxRetention = 35 * 24 * time.Hour
@@ -119,7 +128,7 @@ type Consumer struct {
 
 // NewConsumer returns a consumer over db, whose inbox must be migrated.
 func NewConsumer(db *store.DB, js jetstream.JetStream, cfg ConsumerConfig, log *slog.Logger) *Consumer {
-	cfg.defaults()
+	cfg.defaults(db.Dialect)
 	return &Consumer{db: db, js: js, cfg: cfg, log: log.With("consumer", cfg.Name)}
 }
 

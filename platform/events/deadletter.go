@@ -25,8 +25,9 @@ type DeadLetter struct {
 	Data       string    `json:"data"`
 }
 
-// ListDeadLetters returns up to limit dead letters, oldest first.
-func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]DeadLetter, error) {
+// ListDeadLetters returns up to limit dead letters, oldest first: those of
+// consumer, or all if consumer is "".
+func ListDeadLetters(ctx context.Context, js jetstream.JetStream, consumer string, limit int) ([]DeadLetter, error) {
 	s, err := js.Stream(ctx, DeadLetterStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, nil
@@ -34,20 +35,42 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]
 	if err != nil {
 		return nil, err
 	}
-	info, err := s.Info(ctx)
+	filter := "souk.dlq.>"
+	if consumer != "" {
+		filter = deadLetterSubject(consumer)
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
 	if err != nil {
 		return nil, err
 	}
 	var out []DeadLetter
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && len(out) < limit && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // replayed and deleted
-		}
+	for len(out) < limit {
+		info, err := c.Info(ctx)
 		if err != nil {
 			return out, err
 		}
-		out = append(out, deadLetterOf(m))
+		if info.NumPending == 0 {
+			break
+		}
+		batch, err := c.Fetch(min(limit-len(out), 500), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return out, err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				return out, err
+			}
+			out = append(out, deadLetterOf(&jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: meta.Sequence.Stream, Header: m.Headers(), Data: m.Data()}))
+			n++
+		}
+		if err := batch.Error(); err != nil {
+			return out, err
+		}
+		if n == 0 {
+			break
+		}
 	}
 	return out, nil
 }

@@ -518,7 +518,7 @@ func TestDeadLetters(t *testing.T) {
 		var mine []DeadLetter
 		for len(mine) < 4 && time.Now().Before(deadline) {
 			time.Sleep(50 * time.Millisecond)
-			all, err := ListDeadLetters(ctx, e.js, 10_000)
+			all, err := ListDeadLetters(ctx, e.js, e.consumerName(), 100)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -247,6 +247,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	var err error
 	if retryable(req) {
+		// The attempts go to different instances while there are others.
+		req = req.WithContext(discovery.WithAttempts(req.Context(), &discovery.Attempts{}))
 		resp, err = u.retry.WithContext(req.Context()).Get(func() (*http.Response, error) { return t.next.RoundTrip(req) })
 	} else {
 		resp, err = t.next.RoundTrip(req)
