@@ -88,7 +88,19 @@ type upCmd struct {
 	GatewayConfig string        `help:"Gateway routes, policies and limits, YAML or JSON (default: the built-in services/gateway/default.yaml)." type:"existingfile"`
 	AdminEmail    string        `default:"admin@souk.local" help:"The admin account made at first start."`
 	AdminPassword string        `help:"Its password (default: a random one, printed once at first start); if set, it replaces the account's password."`
+	TraceSample   float64       `default:"1" help:"The share of requests traced (0 to 1); souk up keeps them all, for /debug/traces."`
 	sagaFlags     `embed:""`
+	traceFlags    `embed:""`
+}
+
+// traceFlags say where traces go, for souk up and souk serve.
+type traceFlags struct {
+	OTLPEndpoint string `name:"otlp-endpoint" help:"Export traces over OTLP/HTTP to this URL (e.g. http://127.0.0.1:4318); the standard OTEL_EXPORTER_OTLP_* variables work too. Without either, recent traces stay in memory at /debug/traces."`
+}
+
+func (f traceFlags) config(getenv func(string) string, ratio float64) telemetry.TracingConfig {
+	otlp := f.OTLPEndpoint != "" || getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+	return telemetry.TracingConfig{OTLP: otlp, Endpoint: f.OTLPEndpoint, SampleRatio: ratio}
 }
 
 // sagaFlags tune the order saga, for souk up and souk serve.
@@ -105,20 +117,23 @@ func (f sagaFlags) config() system.SagaConfig {
 }
 
 type serveCmd struct {
-	Service        string        `arg:"" enum:"users,catalog,inventory,payments,orders,gateway" help:"What to run: users, catalog, inventory, payments, orders or gateway."`
-	Addr           string        `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: users 5001, catalog 5002, inventory 5003, payments 5004, orders 5005, gateway 8080)."`
-	Advertise      string        `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
-	NATS           string        `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster."`
-	DB             string        `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
-	Data           string        `default:".souk" help:"Directory for the default SQLite file."`
-	Timeout        time.Duration `help:"Gateway: how long a forwarded request may take (default: the config's, 5s)."`
-	Config         string        `help:"Gateway: routes, policies and limits, YAML or JSON (default: the built-in one)." type:"existingfile"`
-	AdminEmail     string        `help:"Users: make sure this admin account exists."`
-	AdminPassword  string        `help:"Users: the admin's password; required with --admin-email."`
-	RegistryTTL    time.Duration `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
-	StreamReplicas int           `default:"1" help:"Servers holding each event: 1 for one NATS server, 3 on a cluster."`
-	DebugAddr      string        `help:"Serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default."`
-	sagaFlags      `embed:""`
+	Service          string        `arg:"" enum:"users,catalog,inventory,payments,orders,gateway" help:"What to run: users, catalog, inventory, payments, orders or gateway."`
+	Addr             string        `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: users 5001, catalog 5002, inventory 5003, payments 5004, orders 5005, gateway 8080)."`
+	Advertise        string        `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
+	NATS             string        `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster."`
+	DB               string        `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
+	Data             string        `default:".souk" help:"Directory for the default SQLite file."`
+	Timeout          time.Duration `help:"Gateway: how long a forwarded request may take (default: the config's, 5s)."`
+	Config           string        `help:"Gateway: routes, policies and limits, YAML or JSON (default: the built-in one)." type:"existingfile"`
+	AdminEmail       string        `help:"Users: make sure this admin account exists."`
+	AdminPassword    string        `help:"Users: the admin's password; required with --admin-email."`
+	RegistryTTL      time.Duration `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
+	StreamReplicas   int           `default:"1" help:"Servers holding each event: 1 for one NATS server, 3 on a cluster."`
+	DebugAddr        string        `help:"Serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default."`
+	TraceSample      float64       `default:"0.05" help:"The share of new traces recorded (0 to 1); requests in a sampled trace are always recorded."`
+	TrustTraceparent bool          `help:"Gateway: continue the trace a client's traceparent names (for clients inside your tracing), instead of starting one."`
+	sagaFlags        `embed:""`
+	traceFlags       `embed:""`
 }
 
 type migrateCmd struct {
@@ -169,7 +184,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch kctx.Command() {
 	case "up":
-		err = c.Up.run(ctx, start, stdout, log)
+		err = c.Up.run(ctx, start, getenv, stdout, log)
 	case "serve <service>":
 		err = c.Serve.run(ctx, getenv, stdout, log)
 	case "migrate <service>":
@@ -220,7 +235,7 @@ func gatewayConfig(path string, timeout time.Duration) (gateway.Config, error) {
 	return cfg, nil
 }
 
-func (u *upCmd) run(ctx context.Context, start time.Time, stdout io.Writer, log *slog.Logger) error {
+func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
 	gw, err := gatewayConfig(u.GatewayConfig, u.Timeout)
 	if err != nil {
 		return err
@@ -231,6 +246,7 @@ func (u *upCmd) run(ctx context.Context, start time.Time, stdout io.Writer, log 
 		NATSListen: u.NATSListen,
 		DataDir:    u.Data,
 		Saga:       u.sagaFlags.config(),
+		Tracing:    u.traceFlags.config(getenv, u.TraceSample),
 		Gateway:    &system.GatewayConfig{Addr: u.GatewayAddr, Config: gw},
 		Server:     server.DefaultConfig(),
 	}
@@ -265,7 +281,7 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 	streams := events.DefaultStreamConfig()
 	streams.Replicas = s.StreamReplicas
 	cfg := system.Config{NATS: s.NATS, Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams,
-		Saga: s.sagaFlags.config(), Server: server.DefaultConfig()}
+		Saga: s.sagaFlags.config(), Tracing: s.traceFlags.config(getenv, s.TraceSample), Server: server.DefaultConfig()}
 	if s.Service == gateway.Name {
 		if getenv("GOGC") == "" {
 			// The gateway allocates per request and keeps little: a heap
@@ -278,7 +294,7 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 		if err != nil {
 			return err
 		}
-		cfg.Gateway = &system.GatewayConfig{Addr: addr, Config: gw}
+		cfg.Gateway = &system.GatewayConfig{Addr: addr, Config: gw, TrustTraceparent: s.TrustTraceparent}
 	} else {
 		db := s.DB
 		if db == "" {

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -47,6 +50,8 @@ type Config struct {
 	Streams events.StreamConfig
 	// Saga tunes the order saga (DefaultSagaConfig if zero).
 	Saga SagaConfig
+	// Tracing says where spans go; a zero SampleRatio records none.
+	Tracing telemetry.TracingConfig
 	// Server bounds every HTTP server.
 	Server server.Config
 }
@@ -77,6 +82,10 @@ type Admin struct {
 type GatewayConfig struct {
 	Addr   string
 	Config gateway.Config
+	// TrustTraceparent continues the trace a client's traceparent names,
+	// for clients inside the same tracing setup; otherwise each request
+	// starts its own trace.
+	TrustTraceparent bool
 }
 
 // System is a running process: its broker connection, services and gateway.
@@ -99,6 +108,7 @@ type System struct {
 	hasher   *auth.Hasher
 	watcher  *discovery.Watcher // for services that call others
 	saga     SagaConfig
+	tracing  *telemetry.Tracing
 	stopBg   context.CancelFunc // heartbeats and the registry watcher
 	units    []*unit
 	failed   chan error
@@ -129,6 +139,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		sys.nc, err = broker.Connect(cfg.NATS, "souk", log)
 	}
 	if err != nil {
+		return sys, err
+	}
+	if sys.tracing, err = telemetry.NewTracing(ctx, cfg.Tracing); err != nil {
 		return sys, err
 	}
 	reg, err := discovery.Open(ctx, sys.nc, cfg.Registry, log)
@@ -213,9 +226,10 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 	}
 	outbox := events.NewOutbox(db)
 	metrics := telemetry.NewRegistry(sc.Name)
+	tp := s.tracing.Provider(sc.Name)
 	svc := def.build(deps{
 		db: db, outbox: outbox, apiKeys: s.apiKeys, hasher: s.hasher, admin: sc.Admin, keyLead: sc.SigningKeyLead,
-		client: s.client(metrics), saga: s.saga, log: log,
+		client: s.client(metrics, tp), saga: s.saga, log: log,
 	})
 	if svc.init != nil {
 		generated, err := svc.init(ctx)
@@ -238,6 +252,7 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 		if err := events.EnsureStream(ctx, s.js, events.StreamOwner(cc.Stream), s.streams); err != nil {
 			return err
 		}
+		cc.Tracer = tp.Tracer("souk/events")
 		c := events.NewConsumer(db, s.js, cc, log)
 		u.work.Go(func() {
 			if err := c.Run(work); err != nil {
@@ -254,6 +269,7 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 		"nats":     broker.Check(s.nc),
 	})
 	rt := s.router(sc.Name, log, u.health, metrics)
+	rt.Trace(tp, true)
 	svc.routes(rt)
 	if err := s.serve(u, sc.Addr, rt, log, scfg); err != nil {
 		return err
@@ -292,14 +308,16 @@ func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discove
 		},
 	})
 	metrics := telemetry.NewRegistry(gateway.Name)
+	tp := s.tracing.Provider(gateway.Name)
 	rt := s.router(gateway.Name, log, u.health, metrics)
+	rt.Trace(tp, gc.TrustTraceparent)
 
 	// Requests to services: P2C over live instances, skipping those whose
 	// circuit is open; a bulkhead and retries around that.
 	rm := resilience.NewMetrics(metrics)
 	picked := discovery.NewTransport(discovery.NewP2C(w))
 	picked.Guard = resilience.NewBreakers(gc.Config.Upstream.Breaker, rm)
-	upstream := resilience.NewTransport(picked, gc.Config.Upstream, rm)
+	upstream := traced(resilience.NewTransport(picked, gc.Config.Upstream, rm), tp)
 
 	jwksClient := &http.Client{Transport: discovery.NewTransport(discovery.NewP2C(w)), Timeout: 5 * time.Second}
 	authn, err := gateway.NewAuthenticator(bg, "http://users/.well-known/jwks.json", jwksClient, s.apiKeys, metrics, log)
@@ -332,18 +350,32 @@ func (s *System) router(name string, log *slog.Logger, health *server.Health, me
 	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(metrics))
 	health.Routes(rt)
 	rt.HandleHTTP("GET /metrics", metrics.Handler())
+	if ring := s.tracing.Ring(); ring != nil {
+		rt.HandleHTTP("GET /debug/traces", ring.Handler())
+		rt.HandleHTTP("GET /debug/traces/{id}", ring.Handler())
+	}
 	return rt
+}
+
+// traced records a client span per call through next and passes the trace
+// on in the traceparent header.
+func traced(next http.RoundTripper, tp trace.TracerProvider) http.RoundTripper {
+	return otelhttp.NewTransport(next,
+		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithPropagators(telemetry.Propagator),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "call " + r.URL.Host + " " + r.Method }),
+	)
 }
 
 // client returns an HTTP client for calls from one service to others by
 // name (http://catalog/…): P2C over live instances with a breaker each, a
 // bulkhead and budgeted retries, as the gateway has.
-func (s *System) client(metrics *telemetry.Registry) *http.Client {
+func (s *System) client(metrics *telemetry.Registry, tp trace.TracerProvider) *http.Client {
 	cfg := resilience.DefaultConfig()
 	rm := resilience.NewMetrics(metrics)
 	picked := discovery.NewTransport(discovery.NewP2C(s.watcher))
 	picked.Guard = resilience.NewBreakers(cfg.Breaker, rm)
-	return &http.Client{Transport: resilience.NewTransport(picked, cfg, rm), Timeout: 10 * time.Second}
+	return &http.Client{Transport: traced(resilience.NewTransport(picked, cfg, rm), tp), Timeout: 10 * time.Second}
 }
 
 func (s *System) serve(u *unit, addr string, rt *server.Router, log *slog.Logger, scfg server.Config) error {
@@ -394,6 +426,9 @@ func (s *System) Shutdown(ctx context.Context) error {
 		}
 	}
 	s.stopBg()
+	if s.tracing != nil {
+		_ = s.tracing.Shutdown(context.WithoutCancel(ctx))
+	}
 	if s.nc != nil {
 		s.nc.Close()
 	}

@@ -12,6 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -62,6 +67,9 @@ type ConsumerConfig struct {
 	// Outbox, if the handlers write events to it, is woken after each
 	// commit so that the answers go out at once.
 	Outbox *Outbox
+	// Tracer records a span per event handled, a child of the span that
+	// wrote the event (its trace context travels in the event).
+	Tracer trace.Tracer
 	// Subjects filters what the consumer receives; by default exactly the
 	// handlers' types. A wider filter (souk.users.>) makes events of types
 	// without a handler arrive, and they are dead-lettered as unknown.
@@ -107,6 +115,9 @@ func (c *ConsumerConfig) defaults(dialect store.Dialect) {
 	}
 	if c.InboxRetention <= 0 {
 		c.InboxRetention = 35 * 24 * time.Hour
+	}
+	if c.Tracer == nil {
+		c.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 }
 
@@ -334,7 +345,12 @@ func (c *Consumer) call(ctx context.Context, evs []Event, outcomes []outcome) []
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			res, err := fn(e.Context(ctx), e)
+			cctx, span := c.cfg.Tracer.Start(e.Context(ctx), "call "+e.Type, trace.WithSpanKind(trace.SpanKindClient))
+			res, err := fn(cctx, e)
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
 			if err != nil {
 				outcomes[i] = outcome{err: err}
 				if _, ok := errors.AsType[permanent](err); ok {
@@ -357,6 +373,18 @@ func handlerContext(ctx context.Context, e Event, called any) context.Context {
 		ctx = context.WithValue(ctx, calledKey{}, called)
 	}
 	return ctx
+}
+
+// handle runs an event's handler in a consumer span.
+func (c *Consumer) handle(ctx context.Context, tx *sql.Tx, e Event) error {
+	ctx, span := c.cfg.Tracer.Start(ctx, "process "+e.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(attribute.String("messaging.message.id", e.ID), attribute.String("messaging.consumer.group.name", c.cfg.Name)))
+	defer span.End()
+	err := c.cfg.Handlers[e.Type](ctx, tx, e)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
 }
 
 func (c *Consumer) hook(h func() error) error {
@@ -412,7 +440,7 @@ func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, call
 			continue // processed before, or earlier in this batch: no second effect
 		}
 		delete(fresh, e.ID)
-		if err := c.cfg.Handlers[e.Type](handlerContext(ctx, e, called[i]), tx, e); err != nil {
+		if err := c.handle(handlerContext(ctx, e, called[i]), tx, e); err != nil {
 			return errHandlerFailed
 		}
 	}
@@ -436,7 +464,7 @@ func (c *Consumer) applyOne(ctx context.Context, tx *sql.Tx, e Event, called any
 		_, _ = tx.ExecContext(ctx, `RELEASE SAVEPOINT event`)
 		return outcome{ack: true} // processed before: no second effect
 	}
-	if err := c.cfg.Handlers[e.Type](handlerContext(ctx, e, called), tx, e); err != nil {
+	if err := c.handle(handlerContext(ctx, e, called), tx, e); err != nil {
 		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT event`); rerr != nil {
 			return outcome{err: errors.Join(err, rerr)}
 		}

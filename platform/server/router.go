@@ -10,6 +10,12 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/telemetry"
 )
@@ -28,11 +34,22 @@ type Router struct {
 	patterns []string
 	log      *slog.Logger
 	metrics  *telemetry.HTTPMetrics
+	tracer   trace.Tracer
+	// trustParent continues the trace a request's traceparent names;
+	// otherwise every request starts a trace.
+	trustParent bool
 }
 
 // NewRouter returns an empty router that logs to log and records metrics in m.
 func NewRouter(log *slog.Logger, m *telemetry.HTTPMetrics) *Router {
-	return &Router{mux: http.NewServeMux(), log: log, metrics: m}
+	return &Router{mux: http.NewServeMux(), log: log, metrics: m, tracer: noop.NewTracerProvider().Tracer("")}
+}
+
+// Trace makes the router record a server span per request with tp,
+// continuing the caller's trace if trustParent (services behind the
+// gateway), or starting one (the gateway, unless told to trust clients).
+func (rt *Router) Trace(tp trace.TracerProvider, trustParent bool) {
+	rt.tracer, rt.trustParent = tp.Tracer("souk/server"), trustParent
 }
 
 // Handle registers h for pattern (an http.ServeMux pattern such as "GET /users/{id}").
@@ -78,6 +95,10 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
 		defer cancel()
 	}
+	if rt.trustParent {
+		ctx = telemetry.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	ctx, span := rt.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
 	r = r.WithContext(ctx)
 	rec := &statusRecorder{ResponseWriter: w, req: r}
 	defer func() {
@@ -93,6 +114,15 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		elapsed := time.Since(start)
 		rt.metrics.Observe(rec.routeLabel(), r.Method, rec.status(), elapsed)
+		if span.IsRecording() {
+			span.SetName(rec.routeLabel())
+			span.SetAttributes(attribute.String("http.route", rec.routeLabel()), attribute.Int("http.response.status_code", rec.status()),
+				attribute.String("http.request.method", r.Method), attribute.String("request_id", id))
+			if rec.status() >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(rec.status()))
+			}
+		}
+		span.End()
 		if rt.log.Enabled(ctx, slog.LevelInfo) {
 			rt.log.InfoContext(ctx, "request",
 				"method", r.Method, "path", r.URL.Path, "route", rec.routeLabel(),

@@ -16,6 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
@@ -163,7 +166,16 @@ func (db *DB) Migrate(ctx context.Context, service string, fsys fs.FS, log *slog
 
 // InTx runs fn in a transaction on the writer, committing if fn returns nil
 // and rolling back otherwise.
-func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	// A span, if the caller is in a trace: the transaction is the unit of
+	// database work worth seeing.
+	_, span := trace.SpanFromContext(ctx).TracerProvider().Tracer("souk/store").Start(ctx, "db transaction")
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

@@ -214,6 +214,8 @@ func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 	id, _ := in.Context().Value(identityKey{}).(auth.Identity)
 	id.SetHeaders(h)
 	h.Del("Authorization") // verified here; services get the identity, not the credential
+	h.Del("Traceparent")   // the gateway's own trace context is injected in their place
+	h.Del("Tracestate")
 	h.Del("X-Api-Key")
 	h.Set(server.HeaderRequestID, telemetry.RequestID(in.Context()))
 	if dl, ok := in.Context().Deadline(); ok {
