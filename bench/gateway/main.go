@@ -48,6 +48,7 @@ var (
 	proxyCPU = flag.String("proxy-cpu", "0", "CPU the proxies run on")
 	loadCPU  = flag.String("load-cpu", "1", "CPU wrk runs on")
 	gogc     = flag.String("gogc", "100", "GOGC for the Souk gateway")
+	samples  = flag.String("trace-samples", "", "instead of the proxies, run souk-full once per sampling ratio in this comma-separated list (e.g. 0,0.01,1)")
 	profile  = flag.String("pprof", "", "instead of measuring, write a CPU profile of souk-full under load to this file")
 )
 
@@ -122,6 +123,16 @@ func run() error {
 		"souk-full": {start: func(port int) (*exec.Cmd, error) { return startSouk(tmp, port, nats.ClientURL(), true) }, token: token},
 	}
 	names := strings.Split(*only, ",")
+	if *samples != "" {
+		// One souk-full per sampling ratio, traces kept in memory as souk
+		// does without a collector.
+		names = []string{"direct"}
+		for _, r := range strings.Split(*samples, ",") {
+			name := "souk-full@" + r
+			targets[name] = &target{start: func(port int) (*exec.Cmd, error) { return startSoukSampled(tmp, port, nats.ClientURL(), r) }, token: token}
+			names = append(names, name)
+		}
+	}
 	for _, name := range names {
 		t, ok := targets[name]
 		if !ok {
@@ -531,6 +542,20 @@ routes:
 		args = append(args, "--debug-addr", "127.0.0.1:6061")
 	}
 	return pinned([]string{"GOMAXPROCS=1", "GOGC=" + *gogc}, *soukBin, args...)
+}
+
+// startSoukSampled runs souk-full tracing the given share of requests.
+func startSoukSampled(dir string, port int, natsURL, ratio string) (*exec.Cmd, error) {
+	conf := filepath.Join(dir, fmt.Sprintf("souk-%d.yaml", port))
+	err := os.WriteFile(conf, []byte(`defaults: {timeout: 5s, max_body_bytes: 1048576, strip_prefix: /api}
+routes:
+  - {path: "/api/users/{id}", methods: [GET], service: users, policy: authenticated, rate_limit: {address: {rps: 1000000, burst: 1000000}, user: {rps: 1000000, burst: 1000000}}}
+`), 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return pinned([]string{"GOMAXPROCS=1", "GOGC=" + *gogc}, *soukBin, "serve", "gateway", "--nats", natsURL,
+		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn", "--trace-sample", ratio)
 }
 
 // profileUnderLoad fetches a CPU profile of t while wrk loads it.

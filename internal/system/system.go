@@ -10,8 +10,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
@@ -226,6 +229,11 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 	}
 	outbox := events.NewOutbox(db)
 	metrics := telemetry.NewRegistry(sc.Name)
+	for kind, pool := range db.Pools() {
+		metrics.MustRegister(collectors.NewDBStatsCollector(pool, strings.Trim(sc.Name+"_"+kind, "_")))
+	}
+	events.RegisterOutboxMetrics(metrics, outbox)
+	consumerMetrics := events.NewConsumerMetrics(metrics, s.js)
 	tp := s.tracing.Provider(sc.Name)
 	svc := def.build(deps{
 		db: db, outbox: outbox, apiKeys: s.apiKeys, hasher: s.hasher, admin: sc.Admin, keyLead: sc.SigningKeyLead,
@@ -253,6 +261,7 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 			return err
 		}
 		cc.Tracer = tp.Tracer("souk/events")
+		cc.Metrics = consumerMetrics
 		c := events.NewConsumer(db, s.js, cc, log)
 		u.work.Go(func() {
 			if err := c.Run(work); err != nil {

@@ -70,6 +70,8 @@ type ConsumerConfig struct {
 	// Tracer records a span per event handled, a child of the span that
 	// wrote the event (its trace context travels in the event).
 	Tracer trace.Tracer
+	// Metrics, if set, count what the consumer does.
+	Metrics *ConsumerMetrics
 	// Subjects filters what the consumer receives; by default exactly the
 	// handlers' types. A wider filter (souk.users.>) makes events of types
 	// without a handler arrive, and they are dead-lettered as unknown.
@@ -140,6 +142,9 @@ type Consumer struct {
 // NewConsumer returns a consumer over db, whose inbox must be migrated.
 func NewConsumer(db *store.DB, js jetstream.JetStream, cfg ConsumerConfig, log *slog.Logger) *Consumer {
 	cfg.defaults(db.Dialect)
+	if cfg.Metrics != nil {
+		cfg.Metrics.add(cfg.Name, cfg.Stream)
+	}
 	return &Consumer{db: db, js: js, cfg: cfg, log: log.With("consumer", cfg.Name)}
 }
 
@@ -252,9 +257,10 @@ func (c *Consumer) ensure(ctx context.Context) (jetstream.Consumer, error) {
 
 // outcome is what becomes of one message of a batch.
 type outcome struct {
-	ack    bool  // processed now or before
-	err    error // the handler failed: retry, or dead-letter if permanent or out of tries
-	reason string
+	ack       bool  // processed now or before
+	duplicate bool  // processed before: no effect now
+	err       error // the handler failed: retry, or dead-letter if permanent or out of tries
+	reason    string
 }
 
 // errCrash is returned by the test hooks.
@@ -316,6 +322,7 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 	}
 	for i, m := range batch {
 		o := outcomes[i]
+		c.count(m, o)
 		switch {
 		case o.ack:
 			_ = m.Ack()
@@ -387,6 +394,30 @@ func (c *Consumer) handle(ctx context.Context, tx *sql.Tx, e Event) error {
 	return err
 }
 
+// count records an outcome in the metrics.
+func (c *Consumer) count(m jetstream.Msg, o outcome) {
+	if c.cfg.Metrics == nil {
+		return
+	}
+	outcome := "applied"
+	switch {
+	case o.duplicate:
+		outcome = "duplicate"
+	case o.ack:
+	case o.reason != "":
+		outcome = "dead_lettered"
+	default:
+		outcome = "retried"
+		if meta, err := m.Metadata(); err == nil && int(meta.NumDelivered) >= c.cfg.MaxDeliver {
+			outcome = "dead_lettered"
+		}
+	}
+	c.cfg.Metrics.events.WithLabelValues(c.cfg.Name, outcome).Inc()
+	if meta, err := m.Metadata(); err == nil && meta.NumDelivered > 1 {
+		c.cfg.Metrics.redeliveries.WithLabelValues(c.cfg.Name).Inc()
+	}
+}
+
 func (c *Consumer) hook(h func() error) error {
 	if h == nil {
 		return nil
@@ -435,10 +466,11 @@ func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, call
 		if outcomes[i] != (outcome{}) {
 			continue
 		}
-		outcomes[i] = outcome{ack: true}
 		if !fresh[e.ID] {
+			outcomes[i] = outcome{ack: true, duplicate: true}
 			continue // processed before, or earlier in this batch: no second effect
 		}
+		outcomes[i] = outcome{ack: true}
 		delete(fresh, e.ID)
 		if err := c.handle(handlerContext(ctx, e, called[i]), tx, e); err != nil {
 			return errHandlerFailed
@@ -462,7 +494,7 @@ func (c *Consumer) applyOne(ctx context.Context, tx *sql.Tx, e Event, called any
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		_, _ = tx.ExecContext(ctx, `RELEASE SAVEPOINT event`)
-		return outcome{ack: true} // processed before: no second effect
+		return outcome{ack: true, duplicate: true} // processed before: no second effect
 	}
 	if err := c.handle(handlerContext(ctx, e, called), tx, e); err != nil {
 		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT event`); rerr != nil {

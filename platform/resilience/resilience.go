@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,8 @@ func (c Config) Validate() error {
 
 // Metrics count what the policies do.
 type Metrics struct {
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
 	retries     *prometheus.CounterVec
 	rejected    *prometheus.CounterVec
 	transitions *prometheus.CounterVec
@@ -93,6 +96,14 @@ type Metrics struct {
 // NewMetrics registers the resilience metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "souk_upstream_requests_total", Help: "Calls to upstream services, by upstream and status code (error: no answer).",
+		}, []string{"upstream", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "souk_upstream_request_duration_seconds",
+			Help:    "Time from a call to an upstream service to its answer's headers, retries included.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"upstream"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_upstream_retries_total", Help: "Requests sent again to an upstream service.",
 		}, []string{"upstream"}),
@@ -103,7 +114,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "souk_upstream_breaker_transitions_total", Help: "Circuit breaker state changes, by the state entered.",
 		}, []string{"upstream", "state"}),
 	}
-	reg.MustRegister(m.retries, m.rejected, m.transitions)
+	reg.MustRegister(m.requests, m.duration, m.retries, m.rejected, m.transitions)
 	return m
 }
 
@@ -204,6 +215,9 @@ func (t *Transport) upstream(service string) *upstream {
 		bulkhead: bulkhead.New[*http.Response](uint(t.cfg.MaxInFlight)),
 		retries:  t.metrics.retries.WithLabelValues(service),
 	}
+	for _, reason := range []string{"bulkhead", "retry_budget"} {
+		t.metrics.rejected.WithLabelValues(service, reason) // at zero until it happens
+	}
 	b := budget.NewBuilder().WithMaxRate(t.cfg.RetryBudget).
 		OnBudgetExceeded(func(budget.ExceededEvent) { t.metrics.rejected.WithLabelValues(service, "retry_budget").Inc() }).
 		Build()
@@ -244,8 +258,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", service, ErrBulkheadFull)
 	}
+	start := time.Now()
 	var resp *http.Response
 	var err error
+	defer func() {
+		code := "error"
+		if resp != nil {
+			code = strconv.Itoa(resp.StatusCode)
+		}
+		t.metrics.requests.WithLabelValues(service, code).Inc()
+		t.metrics.duration.WithLabelValues(service).Observe(time.Since(start).Seconds())
+	}()
 	if retryable(req) {
 		// The attempts go to different instances while there are others.
 		req = req.WithContext(discovery.WithAttempts(req.Context(), &discovery.Attempts{}))

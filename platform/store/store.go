@@ -58,6 +58,15 @@ func (db *DB) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
 	return db.writer.BeginTx(ctx, opts)
 }
 
+// Pools names the connection pools, for their metrics: one on
+// PostgreSQL, a reader and a writer pool on SQLite.
+func (db *DB) Pools() map[string]*sql.DB {
+	if db.writer == db.DB {
+		return map[string]*sql.DB{"": db.DB}
+	}
+	return map[string]*sql.DB{"read": db.DB, "write": db.writer}
+}
+
 // Close closes the readers and the writer.
 func (db *DB) Close() error {
 	err := db.DB.Close()

@@ -68,6 +68,12 @@ func New(cfg Config, authn *Authenticator, limiter *RateLimiter, transport http.
 	reg.MustRegister(g.limited)
 	for i, r := range cfg.Routes {
 		rt := &route{Route: r.withDefaults(cfg.Defaults), index: i}
+		label := strings.Join(rt.Methods, ",") + " " + rt.Path
+		for by, lim := range map[string]*Limit{"address": rt.RateLimit.Address, "user": rt.RateLimit.User, "key": rt.RateLimit.Key} {
+			if lim != nil {
+				g.limited.WithLabelValues(label, by) // at zero until a request is refused
+			}
+		}
 		rt.proxy = &httputil.ReverseProxy{
 			Rewrite:        rt.rewrite,
 			Transport:      transport,
