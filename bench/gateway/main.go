@@ -157,7 +157,12 @@ func run() error {
 	}
 	fmt.Printf("backends %v; proxies on CPU %s, load on CPU %s; %d rounds of %s\n", backends, *proxyCPU, *loadCPU, *rounds, *duration)
 	if *profile != "" {
-		return profileUnderLoad(targets["souk-full"])
+		for _, n := range names {
+			if strings.HasPrefix(n, "souk-full") {
+				return profileUnderLoad(targets[n])
+			}
+		}
+		return fmt.Errorf("-pprof needs a souk-full target")
 	}
 
 	results := map[string][]result{}
@@ -554,8 +559,12 @@ routes:
 	if err != nil {
 		return nil, err
 	}
-	return pinned([]string{"GOMAXPROCS=1", "GOGC=" + *gogc}, *soukBin, "serve", "gateway", "--nats", natsURL,
-		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn", "--trace-sample", ratio)
+	args := []string{"serve", "gateway", "--nats", natsURL,
+		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn", "--trace-sample", ratio}
+	if *profile != "" {
+		args = append(args, "--debug-addr", "127.0.0.1:6061")
+	}
+	return pinned([]string{"GOMAXPROCS=1", "GOGC=" + *gogc}, *soukBin, args...)
 }
 
 // profileUnderLoad fetches a CPU profile of t while wrk loads it.

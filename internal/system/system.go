@@ -16,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nats-io/nats.go"
@@ -326,7 +325,7 @@ func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discove
 	rm := resilience.NewMetrics(metrics)
 	picked := discovery.NewTransport(discovery.NewP2C(w))
 	picked.Guard = resilience.NewBreakers(gc.Config.Upstream.Breaker, rm)
-	upstream := traced(resilience.NewTransport(picked, gc.Config.Upstream, rm), tp)
+	upstream := resilience.NewTransport(picked, gc.Config.Upstream, rm)
 
 	jwksClient := &http.Client{Transport: discovery.NewTransport(discovery.NewP2C(w)), Timeout: 5 * time.Second}
 	authn, err := gateway.NewAuthenticator(bg, "http://users/.well-known/jwks.json", jwksClient, s.apiKeys, metrics, log)
@@ -334,7 +333,9 @@ func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discove
 		return err
 	}
 	limiter := gateway.NewRateLimiter(bg, func() int { return len(w.Instances(gateway.Name)) })
-	gateway.New(gc.Config, authn, limiter, upstream, metrics, log).Routes(rt)
+	gw := gateway.New(gc.Config, authn, limiter, upstream, metrics, log)
+	gw.Trace(tp)
+	gw.Routes(rt)
 	if err := s.serve(u, gc.Addr, rt, log, scfg); err != nil {
 		return err
 	}
@@ -369,11 +370,7 @@ func (s *System) router(name string, log *slog.Logger, health *server.Health, me
 // traced records a client span per call through next and passes the trace
 // on in the traceparent header.
 func traced(next http.RoundTripper, tp trace.TracerProvider) http.RoundTripper {
-	return otelhttp.NewTransport(next,
-		otelhttp.WithTracerProvider(tp),
-		otelhttp.WithPropagators(telemetry.Propagator),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return "call " + r.URL.Host + " " + r.Method }),
-	)
+	return &telemetry.Transport{Next: next, Tracer: tp.Tracer("souk/client")}
 }
 
 // client returns an HTTP client for calls from one service to others by

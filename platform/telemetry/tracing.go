@@ -9,11 +9,15 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // Propagator carries W3C trace context (traceparent, tracestate) in HTTP
@@ -29,7 +33,8 @@ type TracingConfig struct {
 	OTLP     bool
 	Endpoint string
 	// SampleRatio is the share of new traces recorded (0 to 1); a request
-	// that arrives in a sampled trace is recorded whatever the ratio.
+	// that arrives in a sampled trace is recorded whatever the ratio. 0
+	// turns tracing off.
 	SampleRatio float64
 }
 
@@ -66,8 +71,13 @@ func NewTracing(ctx context.Context, cfg TracingConfig) (*Tracing, error) {
 // Ring is where traces are kept when they are not exported, or nil.
 func (t *Tracing) Ring() *Ring { return t.ring }
 
-// Provider returns a tracer provider whose spans name service.
-func (t *Tracing) Provider(service string) *sdktrace.TracerProvider {
+// Provider returns a tracer provider whose spans name service; with a
+// SampleRatio of 0, one that records and propagates nothing, so that
+// tracing costs nothing when it is off.
+func (t *Tracing) Provider(service string) trace.TracerProvider {
+	if t.cfg.SampleRatio <= 0 {
+		return noop.NewTracerProvider()
+	}
 	var proc sdktrace.SpanProcessor
 	if t.ring != nil {
 		proc = sdktrace.NewSimpleSpanProcessor(t.exporter) // an append to memory: no batching needed
@@ -237,4 +247,32 @@ func (r *Ring) Handler() http.Handler {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Transport records a client span per call through Next and passes the
+// trace context on in traceparent, also for unsampled traces, so that the
+// services called keep the caller's sampling decision.
+type Transport struct {
+	Next   http.RoundTripper
+	Tracer trace.Tracer
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx, span := t.Tracer.Start(req.Context(), "call", trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	if span.IsRecording() {
+		span.SetName("call " + req.URL.Host + " " + req.Method)
+		span.SetAttributes(attribute.String("server.address", req.URL.Host), attribute.String("http.request.method", req.Method))
+	}
+	out := req.WithContext(ctx) // a copy; the caller's request is not changed
+	out.Header = req.Header.Clone()
+	Propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	resp, err := t.Next.RoundTrip(out)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	} else if resp.StatusCode >= 500 {
+		span.SetStatus(codes.Error, resp.Status)
+	}
+	return resp, err
 }

@@ -25,6 +25,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/souk-shop/souk/platform/auth"
@@ -40,6 +44,7 @@ const Name = "gateway"
 
 // Gateway forwards API requests to services.
 type Gateway struct {
+	tracer  trace.Tracer
 	cfg     Config
 	auth    *Authenticator
 	limiter *RateLimiter
@@ -51,8 +56,9 @@ type Gateway struct {
 // route is a configured route with its defaults applied and its proxy.
 type route struct {
 	Route
-	index int
-	proxy *httputil.ReverseProxy
+	index    int
+	proxy    *httputil.ReverseProxy
+	spanName string
 }
 
 // New returns a gateway for cfg that authenticates with authn, limits
@@ -60,7 +66,8 @@ type route struct {
 // service names (http://users/…) to instances.
 func New(cfg Config, authn *Authenticator, limiter *RateLimiter, transport http.RoundTripper, reg prometheus.Registerer, log *slog.Logger) *Gateway {
 	g := &Gateway{
-		cfg: cfg, auth: authn, limiter: limiter, log: log,
+		tracer: noop.NewTracerProvider().Tracer(""),
+		cfg:    cfg, auth: authn, limiter: limiter, log: log,
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_gateway_rate_limited_total", Help: "Requests refused with 429, by route and by which limit.",
 		}, []string{"route", "by"}),
@@ -68,6 +75,7 @@ func New(cfg Config, authn *Authenticator, limiter *RateLimiter, transport http.
 	reg.MustRegister(g.limited)
 	for i, r := range cfg.Routes {
 		rt := &route{Route: r.withDefaults(cfg.Defaults), index: i}
+		rt.spanName = "call " + rt.Service
 		label := strings.Join(rt.Methods, ",") + " " + rt.Path
 		for by, lim := range map[string]*Limit{"address": rt.RateLimit.Address, "user": rt.RateLimit.User, "key": rt.RateLimit.Key} {
 			if lim != nil {
@@ -86,6 +94,10 @@ func New(cfg Config, authn *Authenticator, limiter *RateLimiter, transport http.
 	}
 	return g
 }
+
+// Trace makes the gateway record a client span per forwarded request, and
+// pass the trace on in traceparent.
+func (g *Gateway) Trace(tp trace.TracerProvider) { g.tracer = tp.Tracer("souk/gateway") }
 
 // Routes registers every configured route and CORS preflights where a
 // route allows CORS. Methods a route does not list, TRACE among them, get
@@ -140,6 +152,13 @@ func (g *Gateway) handler(rt *route) http.Handler {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout)
 		defer cancel()
+		if trace.SpanFromContext(ctx).IsRecording() {
+			// A span for the call, in sampled traces only: an unsampled
+			// trace passes the request's own span context on.
+			var span trace.Span
+			ctx, span = g.tracer.Start(ctx, rt.spanName, trace.WithSpanKind(trace.SpanKindClient))
+			defer span.End()
+		}
 		rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, identityKey{}, id)))
 	})
 }
@@ -224,6 +243,7 @@ func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 	h.Del("Tracestate")
 	h.Del("X-Api-Key")
 	h.Set(server.HeaderRequestID, telemetry.RequestID(in.Context()))
+	telemetry.Propagator.Inject(in.Context(), propagation.HeaderCarrier(h)) // the span of this call
 	if dl, ok := in.Context().Deadline(); ok {
 		h.Set(server.HeaderTimeout, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
 	}
