@@ -111,6 +111,35 @@ func TestDashboardsAndAlertsMatchMetrics(t *testing.T) {
 	}
 }
 
+// TestBreakerStateGauge checks that the gateway reports the circuit that
+// busySystem opened, and only that one.
+func TestBreakerStateGauge(t *testing.T) {
+	sys := busySystem(t)
+	resp := call(t, "GET", sys.URLs[gateway.Name]+"/metrics", "")
+	want := map[string]string{ // upstream, state → value
+		`state="open",upstream="echo"`:      "1",
+		`state="closed",upstream="echo"`:    "0",
+		`state="half_open",upstream="echo"`: "0",
+		`state="open",upstream="catalog"`:   "0",
+		`state="closed",upstream="catalog"`: "1",
+	}
+	for line := range strings.Lines(string(resp.body)) {
+		labels, value, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), `souk_upstream_breakers{service="gateway",`), "} ")
+		if !ok || !strings.HasPrefix(line, "souk_upstream_breakers{") {
+			continue
+		}
+		if w, ok := want[labels]; ok {
+			if value != w {
+				t.Errorf("souk_upstream_breakers{%s} = %s, want %s", labels, value, w)
+			}
+			delete(want, labels)
+		}
+	}
+	for labels := range want {
+		t.Errorf("souk_upstream_breakers{%s} is missing", labels)
+	}
+}
+
 // TestPrometheusConfig checks the configuration and rules with promtool.
 func TestPrometheusConfig(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")

@@ -324,7 +324,9 @@ func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discove
 	// circuit is open; a bulkhead and retries around that.
 	rm := resilience.NewMetrics(metrics)
 	picked := discovery.NewTransport(discovery.NewP2C(w))
-	picked.Guard = resilience.NewBreakers(gc.Config.Upstream.Breaker, rm)
+	breakers := resilience.NewBreakers(gc.Config.Upstream.Breaker, rm)
+	metrics.MustRegister(breakers.Collector(w))
+	picked.Guard = breakers
 	upstream := resilience.NewTransport(picked, gc.Config.Upstream, rm)
 
 	jwksClient := &http.Client{Transport: discovery.NewTransport(discovery.NewP2C(w)), Timeout: 5 * time.Second}
@@ -380,7 +382,9 @@ func (s *System) client(metrics *telemetry.Registry, tp trace.TracerProvider) *h
 	cfg := resilience.DefaultConfig()
 	rm := resilience.NewMetrics(metrics)
 	picked := discovery.NewTransport(discovery.NewP2C(s.watcher))
-	picked.Guard = resilience.NewBreakers(cfg.Breaker, rm)
+	breakers := resilience.NewBreakers(cfg.Breaker, rm)
+	metrics.MustRegister(breakers.Collector(s.watcher))
+	picked.Guard = breakers
 	return &http.Client{Transport: traced(resilience.NewTransport(picked, cfg, rm), tp), Timeout: 10 * time.Second}
 }
 

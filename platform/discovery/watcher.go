@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,6 +178,10 @@ func (w *Watcher) Instances(service string) []Instance {
 func (w *Watcher) alive(ep *Endpoint, now int64) bool {
 	return now-ep.lastSeen.Load() < int64(w.ttl) || now < w.graceUntil.Load()
 }
+
+// Knows reports whether ep is still one of the instances w follows; an
+// instance that left or expired is not, even if it comes back later.
+func (w *Watcher) Knows(ep *Endpoint) bool { return slices.Contains(w.endpoints(ep.Service), ep) }
 
 func (w *Watcher) endpoints(service string) []*Endpoint {
 	return (*w.services.Load())[service]

@@ -123,19 +123,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 type Breakers struct {
 	cfg     BreakerConfig
 	metrics *Metrics
+
+	mu   sync.Mutex
+	made map[*discovery.Endpoint]circuitbreaker.CircuitBreaker[any] // for the state gauge
 }
 
 var _ discovery.Guard = (*Breakers)(nil)
 
 // NewBreakers returns breakers configured by cfg.
 func NewBreakers(cfg BreakerConfig, m *Metrics) *Breakers {
-	return &Breakers{cfg: cfg, metrics: m}
+	return &Breakers{cfg: cfg, metrics: m, made: map[*discovery.Endpoint]circuitbreaker.CircuitBreaker[any]{}}
 }
 
 func (b *Breakers) breaker(ep *discovery.Endpoint) circuitbreaker.CircuitBreaker[any] {
 	return ep.GuardState(func() any {
 		service := ep.Service
-		return circuitbreaker.NewBuilder[any]().
+		cb := circuitbreaker.NewBuilder[any]().
 			WithFailureRateThreshold(b.cfg.FailureRate, uint(b.cfg.MinRequests), b.cfg.Window).
 			WithDelay(b.cfg.OpenFor).
 			WithSuccessThreshold(uint(b.cfg.Probes)).
@@ -143,7 +146,59 @@ func (b *Breakers) breaker(ep *discovery.Endpoint) circuitbreaker.CircuitBreaker
 				b.metrics.transitions.WithLabelValues(service, stateName(e.NewState)).Inc()
 			}).
 			Build()
+		b.mu.Lock()
+		b.made[ep] = cb
+		b.mu.Unlock()
+		return cb
 	}).(circuitbreaker.CircuitBreaker[any])
+}
+
+// Collector reports, as souk_upstream_breakers{upstream,state}, how many
+// instances of each upstream have their circuit closed, half-open or open.
+// It counts the breakers b made for instances w still follows, and forgets
+// the others.
+func (b *Breakers) Collector(w *discovery.Watcher) prometheus.Collector {
+	return &breakerGauge{b: b, w: w, desc: prometheus.NewDesc("souk_upstream_breakers",
+		"Instances of an upstream service by the state of this process's circuit breaker to them.",
+		[]string{"upstream", "state"}, nil)}
+}
+
+type breakerGauge struct {
+	b    *Breakers
+	w    *discovery.Watcher
+	desc *prometheus.Desc
+}
+
+func (g *breakerGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *breakerGauge) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]*[3]int{} // by upstream: closed, half-open, open
+	g.b.mu.Lock()
+	for ep, cb := range g.b.made {
+		if !g.w.Knows(ep) {
+			delete(g.b.made, ep)
+			continue
+		}
+		c := counts[ep.Service]
+		if c == nil {
+			c = new([3]int)
+			counts[ep.Service] = c
+		}
+		switch cb.State() {
+		case circuitbreaker.HalfOpenState:
+			c[1]++
+		case circuitbreaker.OpenState:
+			c[2]++
+		default:
+			c[0]++
+		}
+	}
+	g.b.mu.Unlock()
+	for upstream, c := range counts {
+		for i, state := range []string{"closed", "half_open", "open"} {
+			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(c[i]), upstream, state)
+		}
+	}
 }
 
 func stateName(s circuitbreaker.State) string {
