@@ -106,4 +106,18 @@ func TestTracing(t *testing.T) {
 	if !logged {
 		t.Error("no users log line for the request")
 	}
+
+	call(t, "GET", sys.URLs["users"]+"/metrics", "")
+	var list struct{ Items []telemetry.TraceSummary }
+	json.Unmarshal(call(t, "GET", gw+"/debug/traces", "").body, &list)
+	for _, tr := range list.Items {
+		if strings.Contains(tr.Root, "/debug/") || strings.Contains(tr.Root, "/metrics") {
+			t.Errorf("an operational request was traced: %s", tr.Root)
+		}
+	}
+
+	missing := call(t, "GET", gw+"/debug/traces/0af7651916cd43dd8448eb211c80319c", "")
+	if missing.status != 404 || missing.header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("an unknown trace: %d %s %s, want 404 problem+json", missing.status, missing.header.Get("Content-Type"), missing.body)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -84,6 +85,17 @@ const HeaderRequestID = "X-Request-Id"
 // HeaderTimeout carries how many milliseconds the caller still waits.
 const HeaderTimeout = "X-Souk-Timeout-Ms"
 
+// operational reports whether path is one of the endpoints that every
+// server has for its operators. They are not traced: scrapes and probes
+// every few seconds would push the traces people look for out of memory.
+func operational(path string) bool {
+	switch path {
+	case "/metrics", "/healthz", "/readyz":
+		return true
+	}
+	return strings.HasPrefix(path, "/debug/")
+}
+
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := requestID(r.Header.Get(HeaderRequestID))
@@ -98,7 +110,10 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rt.trustParent {
 		ctx = telemetry.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
-	ctx, span := rt.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+	span := trace.SpanFromContext(ctx) // records nothing
+	if !operational(r.URL.Path) {
+		ctx, span = rt.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
+	}
 	r = r.WithContext(ctx)
 	rec := &statusRecorder{ResponseWriter: w, req: r}
 	defer func() {

@@ -18,11 +18,35 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/souk-shop/souk/platform/problem"
 )
 
 // Propagator carries W3C trace context (traceparent, tracestate) in HTTP
 // and event headers.
 var Propagator = propagation.TraceContext{}
+
+// InjectHTTP puts ctx's trace context in h. It does what Propagator.Inject
+// with a HeaderCarrier does, less the canonicalization of the two keys it
+// knows, which on the gateway's path cost as much as formatting the value.
+func InjectHTTP(ctx context.Context, h http.Header) { Propagator.Inject(ctx, canonicalCarrier(h)) }
+
+// canonicalCarrier is a propagation.HeaderCarrier that sets the keys of W3C
+// trace context under their canonical forms directly.
+type canonicalCarrier http.Header
+
+func (c canonicalCarrier) Get(key string) string { return http.Header(c).Get(key) }
+func (c canonicalCarrier) Keys() []string        { return propagation.HeaderCarrier(c).Keys() }
+func (c canonicalCarrier) Set(key, value string) {
+	switch key {
+	case "traceparent":
+		c["Traceparent"] = []string{value}
+	case "tracestate":
+		c["Tracestate"] = []string{value}
+	default:
+		http.Header(c).Set(key, value)
+	}
+}
 
 // TracingConfig says where spans go and how many traces are kept.
 type TracingConfig struct {
@@ -120,6 +144,10 @@ type Span struct {
 	Attributes map[string]string `json:"attributes,omitempty"`
 }
 
+// maxSpansPerTrace bounds the memory one trace can take in a Ring; later
+// spans of a longer trace are dropped.
+const maxSpansPerTrace = 1000
+
 // Ring keeps the spans of the most recent traces in memory: a span
 // exporter for when there is no collector.
 type Ring struct {
@@ -170,7 +198,9 @@ func (r *Ring) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) err
 			}
 		}
 		sp.Error = s.Status().Code == 2 // codes.Error
-		r.traces[id] = append(r.traces[id], sp)
+		if len(r.traces[id]) < maxSpansPerTrace {
+			r.traces[id] = append(r.traces[id], sp)
+		}
 	}
 	return nil
 }
@@ -236,7 +266,7 @@ func (r *Ring) Handler() http.Handler {
 	mux.HandleFunc("GET /debug/traces/{id}", func(w http.ResponseWriter, req *http.Request) {
 		spans, ok := r.Trace(req.PathValue("id"))
 		if !ok {
-			http.Error(w, "no such trace (kept: the last 200)", http.StatusNotFound)
+			problem.Write(w, problem.New(problem.NotFound, "no trace %s among the last %d kept", req.PathValue("id"), r.max))
 			return
 		}
 		writeJSON(w, map[string]any{"trace_id": req.PathValue("id"), "spans": spans})
@@ -267,7 +297,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	out := req.WithContext(ctx) // a copy; the caller's request is not changed
 	out.Header = req.Header.Clone()
-	Propagator.Inject(ctx, propagation.HeaderCarrier(out.Header))
+	InjectHTTP(ctx, out.Header)
 	resp, err := t.Next.RoundTrip(out)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())

@@ -1,41 +1,76 @@
 package gateway
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/souk-shop/souk/platform/telemetry"
 )
+
+const benchUser = "/api/users/0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d"
 
 // BenchmarkHandler measures the gateway's own work per request (routing,
 // authentication, rate limits, the proxy's rewriting, metrics), with an
 // upstream that answers in memory. The network is measured by bench/gateway.
 func BenchmarkHandler(b *testing.B) {
 	fx := newFixture(b)
-	limited := newFixtureLimited(b, true)
+	limited := newFixtureLimited(b, true, nil)
 	for _, c := range []struct {
 		name, path, auth string
 		fx               *fixture
 	}{
 		{"public", "/api/products/0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d", "", fx},
-		{"jwt", "/api/users/0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d", "Bearer " + fx.token, fx},
-		{"jwt+limits", "/api/users/0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d", "Bearer " + limited.token, limited},
+		{"jwt", benchUser, "Bearer " + fx.token, fx},
+		{"jwt+limits", benchUser, "Bearer " + limited.token, limited},
 	} {
-		fx := c.fx
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				r := httptest.NewRequest(http.MethodGet, c.path, nil)
-				r.RemoteAddr = "192.0.2.1:1234"
-				if c.auth != "" {
-					r.Header.Set("Authorization", c.auth)
-				}
-				w := httptest.NewRecorder()
-				fx.router.ServeHTTP(w, r)
-				if w.Code != 200 {
-					b.Fatalf("status %d", w.Code)
-				}
-				fx.upstream.take()
+				serveOne(b, c.fx, c.path, c.auth)
 			}
 		})
 	}
+}
+
+// BenchmarkTracing measures what tracing adds to the gateway's full path
+// (a token, rate limits, metrics) at sampling ratios 0 (tracing off), 1%
+// and 100%, with spans kept in memory as in souk up.
+func BenchmarkTracing(b *testing.B) {
+	for _, ratio := range []float64{0, 0.01, 1} {
+		b.Run(fmt.Sprintf("sample=%g", ratio), func(b *testing.B) {
+			tr, err := telemetry.NewTracing(b.Context(), telemetry.TracingConfig{SampleRatio: ratio})
+			if err != nil {
+				b.Fatal(err)
+			}
+			fx := newFixtureLimited(b, true, tr.Provider(Name))
+			b.ReportAllocs()
+			for b.Loop() {
+				// Tracing on, sampled or not, passes a traceparent on.
+				if tp := serveOne(b, fx, benchUser, "Bearer "+fx.token).Header.Get("Traceparent"); (ratio > 0) != (tp != "") {
+					b.Fatalf("sampling %g: traceparent %q", ratio, tp)
+				}
+			}
+		})
+	}
+}
+
+// serveOne sends one GET through fx and returns what reached the upstream.
+func serveOne(b *testing.B, fx *fixture, path, auth string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, path, nil)
+	r.RemoteAddr = "192.0.2.1:1234"
+	if auth != "" {
+		r.Header.Set("Authorization", auth)
+	}
+	w := httptest.NewRecorder()
+	fx.router.ServeHTTP(w, r)
+	if w.Code != 200 {
+		b.Fatalf("status %d", w.Code)
+	}
+	got := fx.upstream.take()
+	if len(got) != 1 {
+		b.Fatalf("%d requests reached the upstream, want 1", len(got))
+	}
+	return got[0]
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/server"
@@ -57,10 +58,11 @@ func (r *recorder) take() []*http.Request {
 	return got
 }
 
-func newFixture(t testing.TB) *fixture { return newFixtureLimited(t, false) }
+func newFixture(t testing.TB) *fixture { return newFixtureLimited(t, false, nil) }
 
-// newFixtureLimited is newFixture, with the built-in rate limits if limits.
-func newFixtureLimited(t testing.TB, limits bool) *fixture {
+// newFixtureLimited is newFixture, with rate limits that never trigger if
+// limits, and traced with tp if it is not nil.
+func newFixtureLimited(t testing.TB, limits bool, tp trace.TracerProvider) *fixture {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	key := auth.SigningKey{ID: "k1", Private: priv}
 	token, err := key.Sign("u1", auth.RoleCustomer, time.Now())
@@ -93,7 +95,12 @@ func newFixtureLimited(t testing.TB, limits bool) *fixture {
 		cfg.Defaults.RateLimit = RateLimits{Address: huge, User: huge, Key: huge}
 	}
 	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(prometheus.NewRegistry()))
-	New(cfg, a, NewRateLimiter(t.Context(), func() int { return 1 }), rec, prometheus.NewRegistry(), log).Routes(rt)
+	g := New(cfg, a, NewRateLimiter(t.Context(), func() int { return 1 }), rec, prometheus.NewRegistry(), log)
+	if tp != nil {
+		rt.Trace(tp, false)
+		g.Trace(tp)
+	}
+	g.Routes(rt)
 	return &fixture{router: rt, authn: a, upstream: rec, token: token, apiKey: apiKey}
 }
 

@@ -25,7 +25,6 @@ import (
 	"syscall"
 	"time"
 
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -243,7 +242,7 @@ func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 	h.Del("Tracestate")
 	h.Del("X-Api-Key")
 	h.Set(server.HeaderRequestID, telemetry.RequestID(in.Context()))
-	telemetry.Propagator.Inject(in.Context(), propagation.HeaderCarrier(h)) // the span of this call
+	telemetry.InjectHTTP(in.Context(), h) // the span of this call
 	if dl, ok := in.Context().Deadline(); ok {
 		h.Set(server.HeaderTimeout, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
 	}
