@@ -96,7 +96,10 @@ func TestSagaChaos(t *testing.T) {
 		customers = append(customers, s.customer(fmt.Sprintf("c%d", i)))
 	}
 
-	const total = 300
+	// Orders are placed all through the restarts and after them, until at
+	// least minAccepted were accepted: how many are refused while a service
+	// is down depends on how fast this machine restarts one, not on Souk.
+	const minAccepted, maxAttempts = 150, 3000
 	type placed struct {
 		id  string
 		who []string
@@ -105,8 +108,9 @@ func TestSagaChaos(t *testing.T) {
 		mu       sync.Mutex
 		accepted []placed
 		refused  atomic.Int64
+		calm     atomic.Bool // the restarts are over
 	)
-	chaosDone := make(chan time.Time)
+	chaosDone := make(chan time.Time, 1)
 	go func() {
 		var last time.Time
 		for round := range 3 {
@@ -119,15 +123,21 @@ func TestSagaChaos(t *testing.T) {
 				t.Logf("round %d: restarted %s", round+1, name)
 			}
 		}
+		calm.Store(true)
 		chaosDone <- last
 	}()
+	enough := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return calm.Load() && len(accepted) >= minAccepted
+	}
 	var wg sync.WaitGroup
 	next := atomic.Int64{}
 	for range 6 {
 		wg.Go(func() {
-			for {
+			for !enough() {
 				i := next.Add(1)
-				if i > total {
+				if i > maxAttempts {
 					return
 				}
 				who := customers[rand.IntN(len(customers))]
@@ -152,8 +162,8 @@ func TestSagaChaos(t *testing.T) {
 	wg.Wait()
 	lastRestart := <-chaosDone
 	t.Logf("%d orders accepted, %d refused while a service was down", len(accepted), refused.Load())
-	if len(accepted) < total/2 {
-		t.Fatalf("only %d of %d orders accepted", len(accepted), total)
+	if len(accepted) < minAccepted {
+		t.Fatalf("only %d orders accepted in %d attempts", len(accepted), maxAttempts)
 	}
 
 	statuses := map[string]int{}

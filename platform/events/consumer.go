@@ -165,7 +165,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		cons, err = c.ensure(ctx)
 	}
 	msgs := make(chan jetstream.Msg, 2*c.cfg.Batch)
-	cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m },
+	stopping := make(chan struct{})
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-stopping:
+			_ = m.Nak() // see stop
+		}
+	},
 		jetstream.PullMaxMessages(2*c.cfg.Batch),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
@@ -184,8 +191,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		batch = batch[:0]
 		select {
 		case <-ctx.Done():
-			cc.Stop()
-			c.release(msgs)
+			c.stop(cc, stopping, msgs, nil)
 			return nil
 		case <-prune.C:
 			c.prune(ctx)
@@ -201,6 +207,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 			default:
 				break more
 			}
+		}
+		if ctx.Err() != nil {
+			// Stopping: a transaction begun now would only be cancelled,
+			// and its failure would count as a delivery.
+			c.stop(cc, stopping, msgs, batch)
+			return nil
 		}
 		if err := c.process(ctx, batch); err != nil {
 			if errors.Is(err, errCrash) {
@@ -219,9 +231,21 @@ func (c *Consumer) prune(ctx context.Context) {
 	}
 }
 
-// release hands back messages received but not processed, so that the
-// broker redelivers them now rather than after AckWait.
-func (c *Consumer) release(msgs chan jetstream.Msg) {
+// stop ends consumption and hands back every message received and not
+// processed (batch, those in msgs, and those still in the client's buffer,
+// which Drain passes to the callback), so that the broker redelivers them
+// at once rather than after AckWait: a service restarted in the middle of a
+// saga does not hold it up for AckWait.
+func (c *Consumer) stop(cc jetstream.ConsumeContext, stopping chan struct{}, msgs chan jetstream.Msg, batch []jetstream.Msg) {
+	close(stopping)
+	cc.Drain()
+	for _, m := range batch {
+		_ = m.Nak()
+	}
+	select { // the callback never blocks now: it hands back what msgs cannot take
+	case <-cc.Closed():
+	case <-time.After(5 * time.Second):
+	}
 	for {
 		select {
 		case m := <-msgs:

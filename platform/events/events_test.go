@@ -664,3 +664,49 @@ func eventually(d time.Duration, cond func() bool) bool {
 	}
 	return cond()
 }
+
+// TestStopHandsBackUnprocessed stops a consumer while events it has
+// received wait to be processed, and checks that a new consumer gets them
+// at once, not after AckWait: a service restarted in the middle of a saga
+// must not hold the saga up for half a minute.
+func TestStopHandsBackUnprocessed(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		e.startRelay(t)
+		slow := func(ctx context.Context, tx *sql.Tx, ev Event) error {
+			time.Sleep(2 * time.Millisecond)
+			return effectHandler(ctx, tx, ev)
+		}
+		ackWait, within := 30*time.Second, 5*time.Second
+		if v := e.nc.ConnectedServerVersion(); !serverAtLeast(v, 2, 10) {
+			// NATS 2.9 still sends a pull request's messages after its
+			// subscriber has gone; those come back after AckWait only.
+			t.Logf("NATS %s: checking that nothing is lost, not how soon it comes back", v)
+			ackWait, within = 2*time.Second, 10*time.Second
+		}
+		tune := func(c *ConsumerConfig) { c.AckWait, c.Batch = ackWait, 8 }
+		const n = 400
+		e.write(t, 0, n, 10, 10)
+		for round := range 3 { // stop it a few times, in mid-stream
+			stop := run(t, e.consumer(t, slow, tune).Run)
+			time.Sleep(time.Duration(30+20*round) * time.Millisecond)
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(e.effects(t)) == n {
+			t.Fatal("every event was processed before the last stop: nothing tested")
+		}
+		run(t, e.consumer(t, slow, tune).Run)
+		e.waitEffects(t, n, within)
+	})
+}
+
+// serverAtLeast reports whether the NATS server version v is major.minor
+// or later.
+func serverAtLeast(v string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(v, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}
