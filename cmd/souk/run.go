@@ -95,7 +95,7 @@ type upCmd struct {
 
 // traceFlags say where traces go, for souk up and souk serve.
 type traceFlags struct {
-	OTLPEndpoint string `name:"otlp-endpoint" help:"Export traces over OTLP/HTTP to this URL (e.g. http://127.0.0.1:4318); the standard OTEL_EXPORTER_OTLP_* variables work too. Without either, recent traces stay in memory at /debug/traces."`
+	OTLPEndpoint string `name:"otlp-endpoint" help:"Export traces over OTLP/HTTP to this collector (base URL, e.g. http://127.0.0.1:4318; spans go to /v1/traces); the standard OTEL_EXPORTER_OTLP_* variables work too. Without either, recent traces stay in memory at /debug/traces."`
 }
 
 func (f traceFlags) config(getenv func(string) string, ratio float64) telemetry.TracingConfig {

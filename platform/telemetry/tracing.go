@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -50,10 +51,11 @@ func (c canonicalCarrier) Set(key, value string) {
 
 // TracingConfig says where spans go and how many traces are kept.
 type TracingConfig struct {
-	// OTLP, if set, exports spans over OTLP/HTTP; Endpoint is then a URL
-	// like http://collector:4318, or "" to take the standard
-	// OTEL_EXPORTER_OTLP_* variables. If OTLP is false, the most recent
-	// traces stay in memory, for /debug/traces.
+	// OTLP, if set, exports spans over OTLP/HTTP; Endpoint is then the
+	// collector's base URL, like http://collector:4318 (spans go to its
+	// /v1/traces; a URL with another path is used as it is), or "" to
+	// take the standard OTEL_EXPORTER_OTLP_* variables. If OTLP is false,
+	// the most recent traces stay in memory, for /debug/traces.
 	OTLP     bool
 	Endpoint string
 	// SampleRatio is the share of new traces recorded (0 to 1); a request
@@ -78,7 +80,14 @@ func NewTracing(ctx context.Context, cfg TracingConfig) (*Tracing, error) {
 	if cfg.OTLP {
 		var opts []otlptracehttp.Option
 		if cfg.Endpoint != "" {
-			opts = append(opts, otlptracehttp.WithEndpointURL(cfg.Endpoint))
+			u, err := url.Parse(cfg.Endpoint)
+			if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+				return nil, fmt.Errorf("otlp endpoint %q: want a URL like http://collector:4318", cfg.Endpoint)
+			}
+			if u.Path == "" || u.Path == "/" {
+				u.Path = "/v1/traces" // a base URL, as in OTEL_EXPORTER_OTLP_ENDPOINT
+			}
+			opts = append(opts, otlptracehttp.WithEndpointURL(u.String()))
 		}
 		exp, err := otlptracehttp.New(ctx, opts...)
 		if err != nil {

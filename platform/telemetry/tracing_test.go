@@ -3,13 +3,17 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestInjectHTTPMatchesTheLibrary(t *testing.T) {
@@ -73,5 +77,62 @@ func TestRingKeepsTheLatestTraces(t *testing.T) {
 	ring.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/debug/traces/"+ids[2], nil))
 	if w.Code != http.StatusOK {
 		t.Errorf("a kept trace: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestOTLPExport sends spans to an OTLP/HTTP endpoint, as a collector
+// would receive them.
+func TestOTLPExport(t *testing.T) {
+	got := make(chan *collectortrace.ExportTraceServiceRequest, 10)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req := &collectortrace.ExportTraceServiceRequest{}
+		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, req) != nil {
+			http.Error(w, "not an OTLP trace export", http.StatusBadRequest)
+			return
+		}
+		got <- req
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+
+	tr, err := NewTracing(t.Context(), TracingConfig{OTLP: true, Endpoint: collector.URL, SampleRatio: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.Ring() != nil {
+		t.Error("traces are kept in memory although they are exported")
+	}
+	_, span := tr.Provider("orders").Tracer("test").Start(context.Background(), "POST /orders")
+	span.End()
+	if err := tr.Shutdown(t.Context()); err != nil { // flushes the batch
+		t.Fatal(err)
+	}
+	select {
+	case req := <-got:
+		rs := req.GetResourceSpans()
+		if len(rs) != 1 || len(rs[0].GetScopeSpans()) != 1 || len(rs[0].GetScopeSpans()[0].GetSpans()) != 1 {
+			t.Fatalf("exported %v", req)
+		}
+		if name := rs[0].GetScopeSpans()[0].GetSpans()[0].GetName(); name != "POST /orders" {
+			t.Errorf("span name %q", name)
+		}
+		service := ""
+		for _, kv := range rs[0].GetResource().GetAttributes() {
+			if kv.GetKey() == "service.name" {
+				service = kv.GetValue().GetStringValue()
+			}
+		}
+		if service != "orders" {
+			t.Errorf("service.name %q, want orders", service)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("nothing exported in 5s")
+	}
+
+	for _, bad := range []string{"collector:4318", "ftp://collector", "http://"} {
+		if _, err := NewTracing(t.Context(), TracingConfig{OTLP: true, Endpoint: bad, SampleRatio: 1}); err == nil {
+			t.Errorf("endpoint %q accepted", bad)
+		}
 	}
 }
