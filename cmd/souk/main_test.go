@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -372,5 +373,27 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 	if code, out := souk("events", "dlq", "replay", "999"); code != 1 || !strings.Contains(out, "no dead letter 999") {
 		t.Fatalf("replay of an unknown seq: %d %s", code, out)
+	}
+}
+
+func TestLogFormat(t *testing.T) {
+	file, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	for _, c := range []struct {
+		format string
+		w      io.Writer
+		want   string
+	}{
+		{"auto", &bytes.Buffer{}, "json"},
+		{"auto", file, "json"}, // a file or a pipe: a log pipeline
+		{"text", &bytes.Buffer{}, "text"},
+		{"json", &bytes.Buffer{}, "json"},
+	} {
+		if got := logFormat(c.format, c.w); got != c.want {
+			t.Errorf("logFormat(%q, %T) = %q, want %q", c.format, c.w, got, c.want)
+		}
 	}
 }

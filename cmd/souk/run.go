@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -37,7 +38,7 @@ import (
 // cli is the command line. Every flag can also be set from the environment
 // as SOUK_<FLAG>, e.g. SOUK_DB or SOUK_LOG_FORMAT.
 type cli struct {
-	LogFormat string `default:"text" enum:"text,json" help:"Log format: text for a terminal, json for a log pipeline."`
+	LogFormat string `default:"auto" enum:"auto,text,json" help:"Log format: text for a terminal, json for a log pipeline; auto picks text when stderr is a terminal, json otherwise."`
 	LogLevel  string `default:"info" enum:"debug,info,warn,error" help:"Lowest level logged."`
 
 	Up      upCmd      `cmd:"" help:"Run the whole shop in one process: embedded NATS, a SQLite file per service, every service and the gateway."`
@@ -177,7 +178,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		parser.Errorf("%s", err)
 		return 2
 	}
-	log, err := telemetry.NewLogger(stderr, c.LogFormat, c.LogLevel)
+	log, err := telemetry.NewLogger(stderr, logFormat(c.LogFormat, stderr), c.LogLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
@@ -447,4 +448,18 @@ func (c *checkCmd) run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("%d violations", n)
 	}
 	return nil
+}
+
+// logFormat resolves auto: text on a terminal, JSON anywhere else (a
+// container's log, a file, a pipe to a log shipper).
+func logFormat(format string, w io.Writer) string {
+	if format != "auto" {
+		return format
+	}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			return "text"
+		}
+	}
+	return "json"
 }
