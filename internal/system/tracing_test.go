@@ -3,6 +3,7 @@ package system
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,29 @@ func TestTracing(t *testing.T) {
 		if strings.Contains(tr.Root, "/debug/") || strings.Contains(tr.Root, "/metrics") {
 			t.Errorf("an operational request was traced: %s", tr.Root)
 		}
+	}
+
+	// A failing upstream marks the gateway's call span as an error.
+	broken := newEcho(t, func(w http.ResponseWriter, r *http.Request) bool {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return true
+	})
+	serveAs(t, registry(t, sys), gw, "echo", broken, "/api/echo/x")
+	failed := call(t, "POST", gw+"/api/echo/x", "") // not retried: one call
+	if !eventually(5*time.Second, func() bool {
+		json.Unmarshal(call(t, "GET", gw+"/debug/traces", "").body, &list)
+		for _, tr := range list.Items {
+			var got struct{ Spans []span }
+			json.Unmarshal(call(t, "GET", gw+"/debug/traces/"+tr.TraceID, "").body, &got)
+			for _, s := range got.Spans {
+				if s.Service == "gateway" && s.Kind == "client" && s.Name == "call echo" && s.Error {
+					return true
+				}
+			}
+		}
+		return false
+	}) {
+		t.Errorf("no gateway call span marked as an error for a %d from the upstream", failed.status)
 	}
 
 	missing := call(t, "GET", gw+"/debug/traces/0af7651916cd43dd8448eb211c80319c", "")

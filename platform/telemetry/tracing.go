@@ -206,7 +206,7 @@ func (r *Ring) ExportSpans(_ context.Context, spans []sdktrace.ReadOnlySpan) err
 				sp.Attributes[string(kv.Key)] = kv.Value.Emit()
 			}
 		}
-		sp.Error = s.Status().Code == 2 // codes.Error
+		sp.Error = s.Status().Code == codes.Error
 		if len(r.traces[id]) < maxSpansPerTrace {
 			r.traces[id] = append(r.traces[id], sp)
 		}

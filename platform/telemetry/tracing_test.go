@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -77,6 +78,22 @@ func TestRingKeepsTheLatestTraces(t *testing.T) {
 	ring.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/debug/traces/"+ids[2], nil))
 	if w.Code != http.StatusOK {
 		t.Errorf("a kept trace: %d %s", w.Code, w.Body)
+	}
+
+	_, failed := tracer.Start(context.Background(), "failed")
+	failed.SetStatus(codes.Error, "boom")
+	failed.End()
+	_, fine := tracer.Start(context.Background(), "fine")
+	fine.SetStatus(codes.Ok, "")
+	fine.End()
+	for _, c := range []struct {
+		span trace.Span
+		want bool
+	}{{failed, true}, {fine, false}} {
+		spans, _ := ring.Trace(c.span.SpanContext().TraceID().String())
+		if len(spans) != 1 || spans[0].Error != c.want {
+			t.Errorf("span %+v: want error %v", spans, c.want)
+		}
 	}
 }
 

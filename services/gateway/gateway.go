@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -256,6 +257,9 @@ func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 // and drops the service's copy of the request id, which the gateway's
 // router has already set on the response.
 func (rt *route) modifyResponse(resp *http.Response) error {
+	if resp.StatusCode >= 500 {
+		trace.SpanFromContext(resp.Request.Context()).SetStatus(codes.Error, resp.Status) // the call's span
+	}
 	resp.Header.Del(server.HeaderRequestID)
 	p := *rt.StripPrefix
 	if loc := resp.Header.Get("Location"); p != "" && strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, p+"/") {
@@ -265,6 +269,7 @@ func (rt *route) modifyResponse(resp *http.Response) error {
 }
 
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	trace.SpanFromContext(r.Context()).SetStatus(codes.Error, err.Error())
 	service := r.URL.Host
 	if service == "" {
 		service = "the service"
