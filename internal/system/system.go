@@ -324,8 +324,8 @@ func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discove
 	// circuit is open; a bulkhead and retries around that.
 	rm := resilience.NewMetrics(metrics)
 	picked := discovery.NewTransport(discovery.NewP2C(w))
-	breakers := resilience.NewBreakers(gc.Config.Upstream.Breaker, rm)
-	metrics.MustRegister(breakers.Collector(w))
+	breakers := resilience.NewBreakers(gc.Config.Upstream.Breaker, rm, w)
+	metrics.MustRegister(breakers)
 	picked.Guard = breakers
 	upstream := resilience.NewTransport(picked, gc.Config.Upstream, rm)
 
@@ -382,8 +382,8 @@ func (s *System) client(metrics *telemetry.Registry, tp trace.TracerProvider) *h
 	cfg := resilience.DefaultConfig()
 	rm := resilience.NewMetrics(metrics)
 	picked := discovery.NewTransport(discovery.NewP2C(s.watcher))
-	breakers := resilience.NewBreakers(cfg.Breaker, rm)
-	metrics.MustRegister(breakers.Collector(s.watcher))
+	breakers := resilience.NewBreakers(cfg.Breaker, rm, s.watcher)
+	metrics.MustRegister(breakers)
 	picked.Guard = breakers
 	return &http.Client{Transport: traced(resilience.NewTransport(picked, cfg, rm), tp), Timeout: 10 * time.Second}
 }

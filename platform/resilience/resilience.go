@@ -119,20 +119,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 // Breakers keeps a circuit breaker per instance, on the instance's
-// discovery.Endpoint; it is the discovery transport's Guard.
+// discovery.Endpoint; it is the discovery transport's Guard. As a
+// prometheus.Collector it reports souk_upstream_breakers{upstream,state}:
+// how many instances of each upstream have their circuit closed, half-open
+// or open.
 type Breakers struct {
 	cfg     BreakerConfig
 	metrics *Metrics
+	w       *discovery.Watcher
+	desc    *prometheus.Desc
 
 	mu   sync.Mutex
-	made map[*discovery.Endpoint]circuitbreaker.CircuitBreaker[any] // for the state gauge
+	made map[*discovery.Endpoint]circuitbreaker.CircuitBreaker[any] // for the gauge
 }
 
-var _ discovery.Guard = (*Breakers)(nil)
+var (
+	_ discovery.Guard      = (*Breakers)(nil)
+	_ prometheus.Collector = (*Breakers)(nil)
+)
 
-// NewBreakers returns breakers configured by cfg.
-func NewBreakers(cfg BreakerConfig, m *Metrics) *Breakers {
-	return &Breakers{cfg: cfg, metrics: m, made: map[*discovery.Endpoint]circuitbreaker.CircuitBreaker[any]{}}
+// NewBreakers returns breakers configured by cfg for the instances w
+// follows.
+func NewBreakers(cfg BreakerConfig, m *Metrics, w *discovery.Watcher) *Breakers {
+	return &Breakers{cfg: cfg, metrics: m, w: w, made: map[*discovery.Endpoint]circuitbreaker.CircuitBreaker[any]{},
+		desc: prometheus.NewDesc("souk_upstream_breakers",
+			"Instances of an upstream service by the state of this process's circuit breaker to them.",
+			[]string{"upstream", "state"}, nil)}
 }
 
 func (b *Breakers) breaker(ep *discovery.Endpoint) circuitbreaker.CircuitBreaker[any] {
@@ -147,38 +159,32 @@ func (b *Breakers) breaker(ep *discovery.Endpoint) circuitbreaker.CircuitBreaker
 			}).
 			Build()
 		b.mu.Lock()
+		b.forgetGone() // a new instance is the moment old ones may have left
 		b.made[ep] = cb
 		b.mu.Unlock()
 		return cb
 	}).(circuitbreaker.CircuitBreaker[any])
 }
 
-// Collector reports, as souk_upstream_breakers{upstream,state}, how many
-// instances of each upstream have their circuit closed, half-open or open.
-// It counts the breakers b made for instances w still follows, and forgets
-// the others.
-func (b *Breakers) Collector(w *discovery.Watcher) prometheus.Collector {
-	return &breakerGauge{b: b, w: w, desc: prometheus.NewDesc("souk_upstream_breakers",
-		"Instances of an upstream service by the state of this process's circuit breaker to them.",
-		[]string{"upstream", "state"}, nil)}
-}
-
-type breakerGauge struct {
-	b    *Breakers
-	w    *discovery.Watcher
-	desc *prometheus.Desc
-}
-
-func (g *breakerGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
-
-func (g *breakerGauge) Collect(ch chan<- prometheus.Metric) {
-	counts := map[string]*[3]int{} // by upstream: closed, half-open, open
-	g.b.mu.Lock()
-	for ep, cb := range g.b.made {
-		if !g.w.Knows(ep) {
-			delete(g.b.made, ep)
-			continue
+// forgetGone drops the breakers of instances the registry no longer lists;
+// b.mu is held.
+func (b *Breakers) forgetGone() {
+	for ep := range b.made {
+		if !b.w.Knows(ep) {
+			delete(b.made, ep)
 		}
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (b *Breakers) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
+
+// Collect implements prometheus.Collector.
+func (b *Breakers) Collect(ch chan<- prometheus.Metric) {
+	counts := map[string]*[3]int{} // by upstream: closed, half-open, open
+	b.mu.Lock()
+	b.forgetGone()
+	for ep, cb := range b.made {
 		c := counts[ep.Service]
 		if c == nil {
 			c = new([3]int)
@@ -193,10 +199,10 @@ func (g *breakerGauge) Collect(ch chan<- prometheus.Metric) {
 			c[0]++
 		}
 	}
-	g.b.mu.Unlock()
+	b.mu.Unlock()
 	for upstream, c := range counts {
 		for i, state := range []string{"closed", "half_open", "open"} {
-			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(c[i]), upstream, state)
+			ch <- prometheus.MustNewConstMetric(b.desc, prometheus.GaugeValue, float64(c[i]), upstream, state)
 		}
 	}
 }
