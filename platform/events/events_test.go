@@ -387,34 +387,10 @@ func TestCrashPoints(t *testing.T) {
 			}
 		}},
 		{"after the consumer's effect, before its inbox commit", func(t *testing.T, e *env, first, n int) {
-			stop := e.startRelay(t)
-			defer stop()
-			e.write(t, first, n, 5, 4)
-			c := e.consumer(t, effectHandler, nil)
-			crashed := make(chan struct{})
-			c.afterEffects = func() error { close(crashed); return errCrash }
-			stopC := run(t, c.Run)
-			waitCrash(t, crashed)
-			if err := stopC(); !errors.Is(err, errCrash) {
-				t.Fatalf("consumer stopped with %v, want the simulated crash", err)
-			}
-			defer run(t, e.consumer(t, effectHandler, nil).Run)()
-			e.waitEffects(t, first+n, 10*time.Second)
+			e.crashConsumer(t, first, n, func(c *Consumer) *func() error { return &c.afterEffects })
 		}},
 		{"after the inbox commit, before the ack", func(t *testing.T, e *env, first, n int) {
-			stop := e.startRelay(t)
-			defer stop()
-			e.write(t, first, n, 5, 4)
-			c := e.consumer(t, effectHandler, nil)
-			crashed := make(chan struct{})
-			c.afterCommit = func() error { close(crashed); return errCrash }
-			stopC := run(t, c.Run)
-			waitCrash(t, crashed)
-			if err := stopC(); !errors.Is(err, errCrash) {
-				t.Fatalf("consumer stopped with %v, want the simulated crash", err)
-			}
-			defer run(t, e.consumer(t, effectHandler, nil).Run)()
-			e.waitEffects(t, first+n, 10*time.Second)
+			e.crashConsumer(t, first, n, func(c *Consumer) *func() error { return &c.afterCommit })
 		}},
 	}
 	for _, p := range points {
@@ -427,6 +403,25 @@ func TestCrashPoints(t *testing.T) {
 			})
 		})
 	}
+}
+
+// crashConsumer writes events first..first+n-1, runs a consumer that
+// crashes at the hook point names, then a fresh one, and checks that every
+// event has exactly one effect.
+func (e *env) crashConsumer(t *testing.T, first, n int, point func(*Consumer) *func() error) {
+	stop := e.startRelay(t)
+	defer stop()
+	e.write(t, first, n, 5, 4)
+	c := e.consumer(t, effectHandler, nil)
+	crashed := make(chan struct{})
+	*point(c) = func() error { close(crashed); return errCrash }
+	stopC := run(t, c.Run)
+	waitCrash(t, crashed)
+	if err := stopC(); !errors.Is(err, errCrash) {
+		t.Fatalf("consumer stopped with %v, want the simulated crash", err)
+	}
+	defer run(t, e.consumer(t, effectHandler, nil).Run)()
+	e.waitEffects(t, first+n, 10*time.Second)
 }
 
 func waitCrash(t *testing.T, crashed chan struct{}) {
