@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/resilience"
 	"github.com/souk-shop/souk/platform/store"
@@ -142,7 +143,7 @@ func TestAuthProbes(t *testing.T) {
 		}
 		k := r.json(t)
 		apiKey, keyID := k["key"].(string), k["id"].(string)
-		if !eventually(3*time.Second, func() bool { return call(t, "GET", aliceURL, "", "X-API-Key", apiKey).status == 200 }) {
+		if !testenv.Eventually(3*time.Second, func() bool { return call(t, "GET", aliceURL, "", "X-API-Key", apiKey).status == 200 }) {
 			t.Fatal("the new API key did not work within 3s")
 		}
 		if r := call(t, "GET", aliceURL, "", bearer(apiKey)...); r.status != 200 {
@@ -161,7 +162,7 @@ func TestAuthProbes(t *testing.T) {
 			t.Fatalf("revoke: %d %s", r.status, r.body)
 		}
 		start := time.Now()
-		if !eventually(5*time.Second, func() bool { return call(t, "GET", aliceURL, "", "X-API-Key", apiKey).status == 401 }) {
+		if !testenv.Eventually(5*time.Second, func() bool { return call(t, "GET", aliceURL, "", "X-API-Key", apiKey).status == 401 }) {
 			t.Fatal("the revoked key still works after 5s")
 		}
 		t.Logf("revoked key refused after %s", time.Since(start).Round(time.Millisecond))

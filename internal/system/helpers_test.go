@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/discovery"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
@@ -189,23 +190,11 @@ func serveAs(t *testing.T, reg *discovery.Registry, gw, service string, e *echoS
 		t.Fatal(err)
 	}
 	_, before := e.request()
-	if !eventually(3*time.Second, func() bool {
+	if !testenv.Eventually(3*time.Second, func() bool {
 		call(t, "GET", gw+path, "")
 		_, n := e.request()
 		return n > before
 	}) {
 		t.Fatalf("the gateway never routed %s to %s", path, service)
 	}
-}
-
-// eventually polls cond every 10 ms for up to d.
-func eventually(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cond()
 }

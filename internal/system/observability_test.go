@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/resilience"
 	"github.com/souk-shop/souk/services/gateway"
 )
@@ -200,7 +201,7 @@ scrape_configs:
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 
 	var last string
-	ok := eventually(30*time.Second, func() bool {
+	ok := testenv.Eventually(30*time.Second, func() bool {
 		resp, err := http.Get("http://" + addr + "/api/v1/targets")
 		if err != nil {
 			return false

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/souk-shop/souk/internal/check"
+	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/store"
 	"github.com/souk-shop/souk/services/gateway"
 	"github.com/souk-shop/souk/services/payments"
@@ -61,7 +62,7 @@ func (s *shop) order(who []string, key, product string, qty int, card string) re
 func (s *shop) settled(who []string, id string, within time.Duration) map[string]any {
 	s.t.Helper()
 	var o map[string]any
-	if !eventually(within, func() bool {
+	if !testenv.Eventually(within, func() bool {
 		r := call(s.t, "GET", s.gw+"/api/orders/"+id, "", who...)
 		o = r.json(s.t)
 		return o["status"] == "confirmed" || o["status"] == "cancelled"
@@ -89,7 +90,7 @@ func (s *shop) audit() check.Report {
 	}
 	dbs := check.Databases{Orders: open("orders"), Inventory: open("inventory"), Payments: open("payments")}
 	var rep check.Report
-	eventually(10*time.Second, func() bool {
+	testenv.Eventually(10*time.Second, func() bool {
 		var err error
 		if rep, err = check.Run(context.Background(), dbs, time.Now()); err != nil {
 			s.t.Fatal(err)
@@ -167,7 +168,7 @@ func TestSagaPaths(t *testing.T) {
 		if o["status"] != "cancelled" || o["reason"] != "declined" {
 			t.Fatalf("order %v", o)
 		}
-		if !eventually(5*time.Second, func() bool { return s.stock(lamp)["available"] == before["available"] }) {
+		if !testenv.Eventually(5*time.Second, func() bool { return s.stock(lamp)["available"] == before["available"] }) {
 			t.Fatalf("stock not released: %v → %v", before, s.stock(lamp))
 		}
 	})
@@ -285,7 +286,7 @@ func TestSagaCompensations(t *testing.T) {
 	})
 
 	// Whatever the slow provider did after the cancellations was undone.
-	if !eventually(10*time.Second, func() bool { return s.stock(lamp)["available"] == 10.0 }) {
+	if !testenv.Eventually(10*time.Second, func() bool { return s.stock(lamp)["available"] == 10.0 }) {
 		t.Fatalf("stock not all back: %v", s.stock(lamp))
 	}
 	rep := s.audit()

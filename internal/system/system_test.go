@@ -426,7 +426,7 @@ func TestEventsEndToEnd(t *testing.T) {
 	call(t, "POST", gw+"/api/auth/register", `{"name":"Dup","email":"u0@example.com","password":"correct horse battery"}`) // 409: no event
 	want := 6.0                                                                                                            // and the admin
 	var n float64
-	if !eventually(5*time.Second, func() bool {
+	if !testenv.Eventually(5*time.Second, func() bool {
 		r := call(t, "GET", gw+"/api/catalog/stats", "", admin...)
 		n, _ = r.json(t)["registered_users"].(float64)
 		return n >= want

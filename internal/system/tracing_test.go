@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/telemetry"
 	"github.com/souk-shop/souk/services/gateway"
 )
@@ -33,7 +34,7 @@ func TestTracing(t *testing.T) {
 	type span = telemetry.Span
 	var spans []span
 	var traceID string
-	found := eventually(5*time.Second, func() bool {
+	found := testenv.Eventually(5*time.Second, func() bool {
 		var list struct{ Items []telemetry.TraceSummary }
 		json.Unmarshal(call(t, "GET", gw+"/debug/traces", "").body, &list)
 		for _, tr := range list.Items {
@@ -124,7 +125,7 @@ func TestTracing(t *testing.T) {
 	})
 	serveAs(t, registry(t, sys), gw, "echo", broken, "/api/echo/x")
 	failed := call(t, "POST", gw+"/api/echo/x", "") // not retried: one call
-	if !eventually(5*time.Second, func() bool {
+	if !testenv.Eventually(5*time.Second, func() bool {
 		json.Unmarshal(call(t, "GET", gw+"/debug/traces", "").body, &list)
 		for _, tr := range list.Items {
 			var got struct{ Spans []span }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"testing"
+	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver for the schema setup
 	"github.com/nats-io/nats.go"
@@ -178,4 +179,17 @@ func OutboxTypes(t testing.TB, db *store.DB) []string {
 		types = append(types, typ)
 	}
 	return types
+}
+
+// Eventually polls cond every 10 ms for up to d and reports whether it
+// came true.
+func Eventually(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return cond()
 }

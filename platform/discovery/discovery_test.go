@@ -52,18 +52,6 @@ func urls(insts []Instance) []string {
 	return out
 }
 
-// eventually polls cond every 20ms for up to d.
-func eventually(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return cond()
-}
-
 func TestRegistry(t *testing.T) {
 	forEachBroker(t, func(t *testing.T, reg *Registry) {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -101,7 +89,7 @@ func TestRegistry(t *testing.T) {
 			if _, err := reg.Register(ctx, instance("users", "http://d")); err != nil {
 				t.Fatal(err)
 			}
-			if !eventually(time.Second, func() bool { return len(w.Instances("users")) == 3 }) {
+			if !testenv.Eventually(time.Second, func() bool { return len(w.Instances("users")) == 3 }) {
 				t.Fatalf("users = %v, want the new instance too", urls(w.Instances("users")))
 			}
 		})
@@ -111,7 +99,7 @@ func TestRegistry(t *testing.T) {
 			if err := a.Deregister(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if !eventually(testTTL/2, func() bool { return !slices.Contains(urls(w.Instances("users")), "http://a") }) {
+			if !testenv.Eventually(testTTL/2, func() bool { return !slices.Contains(urls(w.Instances("users")), "http://a") }) {
 				t.Fatalf("a still listed %s after Deregister", time.Since(start))
 			}
 		})
@@ -119,7 +107,7 @@ func TestRegistry(t *testing.T) {
 		t.Run("a crashed instance expires within the TTL", func(t *testing.T) {
 			crash()
 			start := time.Now()
-			if !eventually(2*testTTL, func() bool { return !slices.Contains(urls(w.Instances("users")), "http://b") }) {
+			if !testenv.Eventually(2*testTTL, func() bool { return !slices.Contains(urls(w.Instances("users")), "http://b") }) {
 				t.Fatalf("b still listed %s after its heartbeats stopped", time.Since(start))
 			}
 			t.Logf("crashed instance dropped after %s (TTL %s)", time.Since(start).Round(time.Millisecond), testTTL)

@@ -626,7 +626,7 @@ func TestCalls(t *testing.T) {
 	run(t, e.consumer(t, h, func(c *ConsumerConfig) { c.Calls = map[string]Call{e.typ: call} }).Run)
 	e.startRelay(t)
 	e.write(t, 1, 3, 1, 1)
-	if !eventually(5*time.Second, func() bool { return len(e.effects(t)) == 3 }) {
+	if !testenv.Eventually(5*time.Second, func() bool { return len(e.effects(t)) == 3 }) {
 		t.Fatalf("effects: %v", e.effects(t))
 	}
 	for n := range e.effects(t) {
@@ -647,17 +647,6 @@ func TestPerType(t *testing.T) {
 	if len(got) != 2 || got[0].Name != "inv-OrderPlaced" || got[1].Name != "inv-StockReleaseRequested" || len(got[0].Handlers) != 1 {
 		t.Fatalf("PerType = %+v", got)
 	}
-}
-
-func eventually(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return cond()
 }
 
 // TestStopHandsBackUnprocessed stops a consumer while events it has
