@@ -204,12 +204,8 @@ func TestInstancesShareLoadAndSurviveKill(t *testing.T) {
 		t.Skip("builds the binary and runs processes")
 	}
 	dir := t.TempDir()
-	nats, err := broker.StartEmbedded(broker.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"}, testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nats.Shutdown)
-	common := []string{"--nats", nats.ClientURL(), "--addr", "127.0.0.1:0", "--registry-ttl", "1s", "--log-level", "warn"}
+	natsURL := testenv.NATSServer(t)
+	common := []string{"--nats", natsURL, "--addr", "127.0.0.1:0", "--registry-ttl", "1s", "--log-level", "warn"}
 	db := "sqlite:" + filepath.Join(dir, "users.db")
 	a := startProcess(t, append([]string{"serve", "users", "--db", db}, common...)...)
 	b := startProcess(t, append([]string{"serve", "users", "--db", db}, common...)...)
@@ -314,12 +310,8 @@ routes:
 // TestDeadLetterCommands lists and replays a dead letter through the CLI.
 func TestDeadLetterCommands(t *testing.T) {
 	ctx := context.Background()
-	e, err := broker.StartEmbedded(broker.EmbeddedConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0"}, testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := broker.Connect(e.ClientURL(), "test", testenv.Logger(t))
+	natsURL := testenv.NATSServer(t)
+	nc, err := broker.Connect(natsURL, "test", testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +326,7 @@ func TestDeadLetterCommands(t *testing.T) {
 	}
 	souk := func(args ...string) (int, string) {
 		var out strings.Builder
-		code := run(ctx, append(args, "--nats", e.ClientURL()), noEnv, &out, &out)
+		code := run(ctx, append(args, "--nats", natsURL), noEnv, &out, &out)
 		return code, out.String()
 	}
 	if code, out := souk("events", "dlq", "list"); code != 0 || !strings.Contains(out, "no dead letters") {

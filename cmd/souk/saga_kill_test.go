@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/souk-shop/souk/internal/testenv"
-	"github.com/souk-shop/souk/platform/broker"
 )
 
 var long = flag.Bool("long", false, "run the long variants: the saga under SIGKILL of separate processes")
@@ -31,11 +30,7 @@ func TestSagaUnderSIGKILL(t *testing.T) {
 		t.Skip("the long variant: go test ./cmd/souk -run TestSagaUnderSIGKILL -long")
 	}
 	dir := t.TempDir()
-	nats, err := broker.StartEmbedded(broker.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"}, testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nats.Shutdown)
+	natsURL := testenv.NATSServer(t)
 	config := filepath.Join(dir, "gateway.yaml")
 	os.WriteFile(config, []byte(`
 defaults: {timeout: 5s, max_body_bytes: 1048576, strip_prefix: /api}
@@ -48,7 +43,7 @@ routes:
   - {path: /api/orders, methods: [POST], service: orders, policy: authenticated}
   - {path: "/api/orders/{id}", methods: [GET], service: orders, policy: authenticated}
 `), 0o644)
-	common := []string{"--nats", nats.ClientURL(), "--addr", "127.0.0.1:0", "--registry-ttl", "1s", "--log-level", "warn",
+	common := []string{"--nats", natsURL, "--addr", "127.0.0.1:0", "--registry-ttl", "1s", "--log-level", "warn",
 		"--order-deadline", "20s", "--payment-failure-rate", "0.1"}
 	db := func(name string) string { return "sqlite:" + filepath.Join(dir, name+".db") }
 	var mu sync.Mutex

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/souk-shop/souk/internal/testenv"
-	"github.com/souk-shop/souk/platform/broker"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/telemetry"
 	"github.com/souk-shop/souk/services/gateway"
@@ -73,12 +72,8 @@ func TestSagaChaos(t *testing.T) {
 		t.Skip("a few hundred orders under restarts")
 	}
 	dir := t.TempDir()
-	nats, err := broker.StartEmbedded(broker.EmbeddedConfig{Dir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:0"}, testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nats.Shutdown)
-	c := &cluster{t: t, dir: dir, nats: nats.ClientURL(), sys: map[string]*System{},
+	natsURL := testenv.NATSServer(t)
+	c := &cluster{t: t, dir: dir, nats: natsURL, sys: map[string]*System{},
 		saga: SagaConfig{OrderDeadline: 20 * time.Second, ReservationTTL: time.Minute, PaymentFailureRate: 0.1}}
 	for _, name := range append(ServiceNames(), gateway.Name) {
 		c.start(name)

@@ -113,15 +113,21 @@ func Brokers() []Broker {
 	}
 }
 
-// EmbeddedNATS starts a NATS server with JetStream in the test's temp dir,
-// listening on a random loopback port, and returns a connection to it.
-func EmbeddedNATS(t testing.TB) *nats.Conn {
+// NATSServer starts a NATS server with JetStream in the test's temp dir,
+// listening on a random loopback port until the test ends, and returns its
+// client URL.
+func NATSServer(t testing.TB) string {
 	e, err := broker.StartEmbedded(broker.EmbeddedConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0"}, Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.Shutdown)
-	nc, err := broker.Connect(e.ClientURL(), t.Name(), Logger(t))
+	return e.ClientURL()
+}
+
+// EmbeddedNATS starts a NATSServer and returns a connection to it.
+func EmbeddedNATS(t testing.TB) *nats.Conn {
+	nc, err := broker.Connect(NATSServer(t), t.Name(), Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
