@@ -196,20 +196,8 @@ func (b *countedBody) Close() error {
 	return b.ReadCloser.Close()
 }
 
-// NewTransport returns a Transport over picker with an http.Transport tuned
-// for many requests to few hosts: enough idle connections per instance to
-// never reconnect under load, short dial timeouts, and no proxy from the
-// environment (the registry already says where to go).
+// NewTransport returns a Transport over picker that sends requests with
+// NewHTTP1.
 func NewTransport(picker Picker) *Transport {
-	return &Transport{
-		Picker:   picker,
-		EjectFor: 5 * time.Second,
-		Base: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			ExpectContinueTimeout: time.Second,
-		},
-	}
+	return &Transport{Picker: picker, EjectFor: 5 * time.Second, Base: NewHTTP1()}
 }
