@@ -238,20 +238,24 @@ func (rt *route) rewrite(pr *httputil.ProxyRequest) {
 	auth.StripIdentity(h) // every X-Souk-* header, whatever a client sent
 	id, _ := in.Context().Value(identityKey{}).(auth.Identity)
 	id.SetHeaders(h)
-	h.Del("Authorization") // verified here; services get the identity, not the credential
-	h.Del("Traceparent")   // the gateway's own trace context is injected in their place
-	h.Del("Tracestate")
-	h.Del("X-Api-Key")
-	h.Set(server.HeaderRequestID, telemetry.RequestID(in.Context()))
+	// The keys below are canonical, as the server made the request's:
+	// map operations, not Del and Set, which canonicalize each key again
+	// (4% of the gateway's own instructions per request, by callgrind).
+	for _, k := range droppedHeaders {
+		delete(h, k)
+	}
+	h[server.HeaderRequestID] = []string{telemetry.RequestID(in.Context())}
 	telemetry.InjectHTTP(in.Context(), h) // the span of this call
 	if dl, ok := in.Context().Deadline(); ok {
-		h.Set(server.HeaderTimeout, strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10))
+		h[server.HeaderTimeout] = []string{strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10)}
 	}
-	// Protocol switches (websocket, h2c) are not part of this API.
-	h.Del("Upgrade")
-	h.Del("Connection")
-	h.Del("Http2-Settings")
 }
+
+// droppedHeaders never reach a service: the credential, verified here
+// (services get the identity instead); the client's trace context (the
+// gateway's own takes its place); and protocol switches (websocket, h2c),
+// which are not part of this API.
+var droppedHeaders = []string{"Authorization", "X-Api-Key", "Traceparent", "Tracestate", "Upgrade", "Connection", "Http2-Settings"}
 
 // modifyResponse makes the service's Location point through the gateway,
 // and drops the service's copy of the request id, which the gateway's
