@@ -14,9 +14,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +35,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/broker"
@@ -47,13 +51,26 @@ var (
 	only     = flag.String("targets", "direct,nginx,haproxy,caddy,souk-bare,souk-full", "targets, comma-separated")
 	proxyCPU = flag.String("proxy-cpu", "0", "CPU the proxies run on")
 	loadCPU  = flag.String("load-cpu", "1", "CPU wrk runs on")
-	gogc     = flag.String("gogc", "100", "GOGC for the Souk gateway")
+	gogc     = flag.String("gogc", "", "GOGC for the Souk gateway (default: souk's own, 400 for the gateway)")
 	samples  = flag.String("trace-samples", "", "instead of the proxies, run souk-full once per sampling ratio in this comma-separated list (e.g. 0,0.01,1)")
 	profile  = flag.String("pprof", "", "instead of measuring, write a CPU profile of souk-full under load to this file")
+	baseline = flag.String("baseline", "", "another souk binary, measured as souk-full@baseline beside this one's souk-full (e.g. a build of the previous commit)")
 )
+
+// backendsEnv set makes this program the backends' process: the load
+// generator and the backends share CPU 1 but not a Go scheduler, so the
+// generator's timings do not wait behind the backends' goroutines.
+const backendsEnv = "SOUK_BENCH_BACKENDS"
 
 func main() {
 	flag.Parse()
+	if os.Getenv(backendsEnv) != "" {
+		if err := serveBackends(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench backends:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -95,20 +112,19 @@ func run() error {
 		return err
 	}
 
-	// Two backends that answer like the users service, with a JWK Set.
-	seed := make([]byte, ed25519.SeedSize)
-	key := ed25519.NewKeyFromSeed(seed)
-	var backends []string
-	for range 2 {
-		addr, err := startBackend(key)
-		if err != nil {
-			return err
-		}
-		backends = append(backends, addr)
+	// Two backends that answer like the users service, with a JWK Set, in
+	// a process of their own on this CPU.
+	backends, stopBackends, err := startBackends()
+	if err != nil {
+		return err
+	}
+	defer stopBackends()
+	for _, addr := range backends {
 		if _, err := reg.Register(context.Background(), discovery.Instance{Service: "users", ID: discovery.NewInstanceID(), URL: "http://" + addr}); err != nil {
 			return err
 		}
 	}
+	key := benchKey()
 	token, err := longToken(key)
 	if err != nil {
 		return err
@@ -121,6 +137,10 @@ func run() error {
 		"caddy":     {start: func(port int) (*exec.Cmd, error) { return startCaddy(tmp, port, backends) }},
 		"souk-bare": {start: func(port int) (*exec.Cmd, error) { return startSouk(tmp, port, nats.ClientURL(), false) }},
 		"souk-full": {start: func(port int) (*exec.Cmd, error) { return startSouk(tmp, port, nats.ClientURL(), true) }, token: token},
+	}
+	if *baseline != "" {
+		targets["souk-full@baseline"] = &target{start: func(port int) (*exec.Cmd, error) { return startSoukBin(*baseline, tmp, port, nats.ClientURL(), true) }, token: token}
+		*only += ",souk-full@baseline"
 	}
 	names := strings.Split(*only, ",")
 	if *samples != "" {
@@ -216,8 +236,8 @@ func (t *target) measure() (result, error) {
 		return r, err
 	}
 	r.p50c1, r.p99c1 = out1.p50, out1.p99
-	r.olP50, r.olP99, r.olErrors = openLoop(url, t.token, *rate, *duration)
-	return r, nil
+	r.olP50, r.olP99, r.olErrors, err = openLoop(url, t.token, *rate, *duration)
+	return r, err
 }
 
 // cpu is the CPU time, in µs, the target's processes have used.
@@ -315,54 +335,142 @@ func wrk(url, token string, conns int) (int64, wrkOut, error) {
 
 // openLoop sends rate requests a second for d, each at its scheduled time
 // whether or not earlier ones have been answered, and measures latency from
-// the scheduled time (so that a stall counts against every request it
-// delays).
-func openLoop(url, token string, rate int, d time.Duration) (p50, p99 float64, errors int) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 512}, Timeout: 5 * time.Second}
-	total := int(d.Seconds() * float64(rate))
+// the scheduled time, so that a stall counts against every request it
+// delays. The schedule is kept by a timerfd, which wakes the generator on
+// time: a Go timer would, on an idle core, wake it up to a millisecond
+// late (the runtime's poller waits in whole milliseconds), sending the
+// requests in bursts and timing the generator instead of the target.
+// fasthttp's client keeps the generator's own CPU small beside the
+// backends it shares a core with.
+func openLoop(url, token string, rate int, d time.Duration) (p50, p99 float64, errors int, err error) {
 	interval := time.Second / time.Duration(rate)
+	total := int(d.Seconds() * float64(rate))
+	start := time.Now().Add(interval) // the first tick
+	ticks, err := newTicker(interval)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer ticks.Close()
+	client := &fasthttp.Client{MaxConnsPerHost: 512, NoDefaultUserAgentHeader: true}
 	lat := make([]time.Duration, total)
 	var failed atomic.Int64
 	var wg sync.WaitGroup
-	start := time.Now().Add(50 * time.Millisecond)
 	jobs := make(chan int, total)
 	for range 256 {
 		wg.Go(func() {
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
 			for i := range jobs {
-				due := start.Add(time.Duration(i) * interval)
-				if w := time.Until(due); w > 0 {
-					time.Sleep(w)
-				}
-				req, _ := http.NewRequest("GET", url, nil)
+				req.Reset()
+				req.SetRequestURI(url)
 				if token != "" {
 					req.Header.Set("Authorization", "Bearer "+token)
 				}
-				resp, err := client.Do(req)
-				if err != nil || resp.StatusCode != 200 {
+				if err := client.DoTimeout(req, resp, 5*time.Second); err != nil || resp.StatusCode() != 200 {
 					failed.Add(1)
 				}
-				if resp != nil {
-					buf := make([]byte, 512)
-					for {
-						if _, err := resp.Body.Read(buf); err != nil {
-							break
-						}
-					}
-					resp.Body.Close()
-				}
-				lat[i] = time.Since(due)
+				lat[i] = time.Since(start.Add(time.Duration(i) * interval))
 			}
 		})
 	}
-	for i := range total {
-		jobs <- i
+	for sent := 0; sent < total; {
+		n, err := ticks.wait()
+		if err != nil {
+			close(jobs)
+			wg.Wait()
+			return 0, 0, 0, err
+		}
+		for ; n > 0 && sent < total; n-- {
+			jobs <- sent
+			sent++
+		}
 	}
 	close(jobs)
 	wg.Wait()
-	client.CloseIdleConnections()
 	slices.Sort(lat)
 	ms := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
-	return ms(0.5), ms(0.99), int(failed.Load())
+	return ms(0.5), ms(0.99), int(failed.Load()), nil
+}
+
+// ticker is a periodic timerfd, read through Go's poller.
+type ticker struct{ f *os.File }
+
+func newTicker(every time.Duration) (*ticker, error) {
+	fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_NONBLOCK|unix.TFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("timerfd: %w", err)
+	}
+	period := unix.NsecToTimespec(every.Nanoseconds())
+	if err := unix.TimerfdSettime(fd, 0, &unix.ItimerSpec{Interval: period, Value: period}, nil); err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("timerfd: %w", err)
+	}
+	return &ticker{f: os.NewFile(uintptr(fd), "timerfd")}, nil
+}
+
+// wait blocks until the next tick and returns how many ticks have passed
+// since the last wait.
+func (t *ticker) wait() (int, error) {
+	var b [8]byte
+	if _, err := io.ReadFull(t.f, b[:]); err != nil {
+		return 0, err
+	}
+	return int(binary.NativeEndian.Uint64(b[:])), nil
+}
+
+func (t *ticker) Close() error { return t.f.Close() }
+
+// benchKey signs the benchmark's token; the backends publish its public
+// half.
+func benchKey() ed25519.PrivateKey { return ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)) }
+
+// startBackends runs this program again as the backends' process and
+// returns their addresses and a function that stops it.
+func startBackends() ([]string, func(), error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), backendsEnv+"=1")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe() // closed when we exit: the backends exit too
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	stopped := func() { _ = stdin.Close(); _ = cmd.Wait() }
+	var addrs []string
+	sc := bufio.NewScanner(out)
+	for len(addrs) < 2 && sc.Scan() {
+		addrs = append(addrs, sc.Text())
+	}
+	if len(addrs) < 2 {
+		stopped()
+		return nil, nil, fmt.Errorf("the backends' process did not start")
+	}
+	return addrs, stopped, nil
+}
+
+// serveBackends serves two backends, prints their addresses, and returns
+// when its input closes.
+func serveBackends() error {
+	for range 2 {
+		addr, err := startBackend(benchKey())
+		if err != nil {
+			return err
+		}
+		fmt.Println(addr)
+	}
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	return nil
 }
 
 func startBackend(key ed25519.PrivateKey) (string, error) {
@@ -528,6 +636,11 @@ http://127.0.0.1:%d {
 // verified, rate limits per user and address that never trigger, metrics
 // and breakers as always).
 func startSouk(dir string, port int, natsURL string, full bool) (*exec.Cmd, error) {
+	return startSoukBin(*soukBin, dir, port, natsURL, full)
+}
+
+// startSoukBin is startSouk with the given souk binary.
+func startSoukBin(bin, dir string, port int, natsURL string, full bool) (*exec.Cmd, error) {
 	policy, limits := "public", ""
 	if full {
 		policy = "authenticated"
@@ -542,11 +655,21 @@ routes:
 		return nil, err
 	}
 	args := []string{"serve", "gateway", "--nats", natsURL,
-		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn"}
+		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn", "--trace-sample", "0"}
 	if full && *profile != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:6061")
 	}
-	return pinned([]string{"GOMAXPROCS=1", "GOGC=" + *gogc}, *soukBin, args...)
+	return pinned(soukEnv(), bin, args...)
+}
+
+// soukEnv is the Souk gateway's environment: one core, and GOGC only when
+// -gogc overrides souk's own choice.
+func soukEnv() []string {
+	env := []string{"GOMAXPROCS=1"}
+	if *gogc != "" {
+		env = append(env, "GOGC="+*gogc)
+	}
+	return env
 }
 
 // startSoukSampled runs souk-full tracing the given share of requests.
@@ -564,7 +687,7 @@ routes:
 	if *profile != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:6061")
 	}
-	return pinned([]string{"GOMAXPROCS=1", "GOGC=" + *gogc}, *soukBin, args...)
+	return pinned(soukEnv(), *soukBin, args...)
 }
 
 // profileUnderLoad fetches a CPU profile of t while wrk loads it.
