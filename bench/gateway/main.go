@@ -54,6 +54,7 @@ var (
 	gogc     = flag.String("gogc", "", "GOGC for the Souk gateway (default: souk's own, 400 for the gateway)")
 	samples  = flag.String("trace-samples", "", "instead of the proxies, run souk-full once per sampling ratio in this comma-separated list (e.g. 0,0.01,1)")
 	profile  = flag.String("pprof", "", "instead of measuring, write a CPU profile of souk-full under load to this file")
+	soukEnvs = flag.String("souk-env", "", "extra environment for the Souk gateways, comma-separated KEY=VALUE (e.g. GODEBUG=schedtrace=100000000)")
 	baseline = flag.String("baseline", "", "another souk binary, measured as souk-full@baseline beside this one's souk-full (e.g. a build of the previous commit)")
 )
 
@@ -662,12 +663,15 @@ routes:
 	return pinned(soukEnv(), bin, args...)
 }
 
-// soukEnv is the Souk gateway's environment: one core, and GOGC only when
-// -gogc overrides souk's own choice.
+// soukEnv is the Souk gateway's environment: one core, GOGC only when
+// -gogc overrides souk's own choice, and -souk-env.
 func soukEnv() []string {
 	env := []string{"GOMAXPROCS=1"}
 	if *gogc != "" {
 		env = append(env, "GOGC="+*gogc)
+	}
+	if *soukEnvs != "" {
+		env = append(env, strings.Split(*soukEnvs, ",")...)
 	}
 	return env
 }
