@@ -92,6 +92,16 @@ func TestHTTP1(t *testing.T) {
 			t.Errorf("ContentLength = %d, want 7", resp.ContentLength)
 		}
 	})
+	t.Run("expect 100-continue", func(t *testing.T) {
+		// curl asks first for large bodies; the server's interim 100 must
+		// not be taken for the answer.
+		req, _ := http.NewRequest("POST", srv.URL+"/echo", strings.NewReader("asked first"))
+		req.Header.Set("Expect", "100-continue")
+		resp, body := do(t, req)
+		if resp.StatusCode != http.StatusCreated || string(body) != "asked first" {
+			t.Errorf("got %d %q", resp.StatusCode, body)
+		}
+	})
 	t.Run("unknown length", func(t *testing.T) {
 		// A reader that hands out one byte at a time, and no length:
 		// fasthttp must send it chunked, as net/http would.
