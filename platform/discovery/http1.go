@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strconv"
 	"sync"
@@ -59,7 +60,7 @@ func NewHTTP1() *HTTP1 {
 			},
 			StreamResponseBody:            true,
 			NoDefaultUserAgentHeader:      true,
-			DisableHeaderNamesNormalizing: true, // http.Header's keys are canonical already
+			DisableHeaderNamesNormalizing: true, // a request's are canonical already; responses' are made so below
 			DisablePathNormalizing:        true, // the path goes as the caller wrote it
 		},
 	}
@@ -134,7 +135,9 @@ func response(r *http.Request, resp *fasthttp.Response) *http.Response {
 	code := resp.StatusCode()
 	header := make(http.Header, 8)
 	for k, v := range resp.Header.All() {
-		key := string(k)
+		// As net/http's Transport gives them: the proxy's hop-by-hop
+		// removal and every Header.Get depend on canonical names.
+		key := textproto.CanonicalMIMEHeaderKey(string(k))
 		if key == "Connection" || key == "Transfer-Encoding" {
 			continue // about this connection: fasthttp has dealt with them
 		}

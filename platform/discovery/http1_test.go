@@ -102,6 +102,20 @@ func TestHTTP1(t *testing.T) {
 			t.Errorf("got %d %q", resp.StatusCode, body)
 		}
 	})
+	t.Run("header names of any case", func(t *testing.T) {
+		// A server other than Go's may send lower-case names; callers look
+		// them up, and the proxy removes hop-by-hop ones, by canonical name.
+		addr := rawServer(t, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nlocation: /x\r\nkeep-alive: timeout=5\r\n\r\nok")
+		req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.Header.Get("Location") != "/x" || resp.Header.Get("Keep-Alive") != "timeout=5" {
+			t.Errorf("headers %v", resp.Header)
+		}
+	})
 	t.Run("unknown length", func(t *testing.T) {
 		// A reader that hands out one byte at a time, and no length:
 		// fasthttp must send it chunked, as net/http would.
@@ -219,29 +233,9 @@ func TestHTTP1Failures(t *testing.T) {
 		// The server closes each connection after answering, without
 		// saying so: the next GET finds a dead pooled connection and is
 		// sent again on a new one, as net/http's Transport does.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					buf := make([]byte, 4096)
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-					_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-				}()
-			}
-		}()
+		addr := rawServer(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		for i := range 3 {
-			req, _ := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+			req, _ := http.NewRequest("GET", "http://"+addr+"/", nil)
 			resp, err := tr.RoundTrip(req)
 			if err != nil {
 				t.Fatalf("request %d: %v", i, err)
@@ -254,4 +248,30 @@ func TestHTTP1Failures(t *testing.T) {
 			time.Sleep(20 * time.Millisecond) // the close reaches the client
 		}
 	})
+}
+
+// rawServer answers each connection's first read with answer, then closes
+// the connection without saying so; it returns its address.
+func rawServer(t *testing.T, answer string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := c.Read(make([]byte, 4096)); err != nil {
+					return
+				}
+				_, _ = c.Write([]byte(answer))
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }
