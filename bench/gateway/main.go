@@ -136,11 +136,11 @@ func run() error {
 		"nginx":     {start: func(port int) (*exec.Cmd, error) { return startNginx(tmp, port, backends) }},
 		"haproxy":   {start: func(port int) (*exec.Cmd, error) { return startHAProxy(tmp, port, backends) }},
 		"caddy":     {start: func(port int) (*exec.Cmd, error) { return startCaddy(tmp, port, backends) }},
-		"souk-bare": {start: func(port int) (*exec.Cmd, error) { return startSouk(tmp, port, nats.ClientURL(), false) }},
-		"souk-full": {start: func(port int) (*exec.Cmd, error) { return startSouk(tmp, port, nats.ClientURL(), true) }, token: token},
+		"souk-bare": {start: func(port int) (*exec.Cmd, error) { return startSouk(*soukBin, tmp, port, nats.ClientURL(), false, "0") }},
+		"souk-full": {start: func(port int) (*exec.Cmd, error) { return startSouk(*soukBin, tmp, port, nats.ClientURL(), true, "0") }, token: token},
 	}
 	if *baseline != "" {
-		targets["souk-full@baseline"] = &target{start: func(port int) (*exec.Cmd, error) { return startSoukBin(*baseline, tmp, port, nats.ClientURL(), true) }, token: token}
+		targets["souk-full@baseline"] = &target{start: func(port int) (*exec.Cmd, error) { return startSouk(*baseline, tmp, port, nats.ClientURL(), true, "0") }, token: token}
 		*only += ",souk-full@baseline"
 	}
 	names := strings.Split(*only, ",")
@@ -150,7 +150,7 @@ func run() error {
 		names = []string{"direct"}
 		for _, r := range strings.Split(*samples, ",") {
 			name := "souk-full@" + r
-			targets[name] = &target{start: func(port int) (*exec.Cmd, error) { return startSoukSampled(tmp, port, nats.ClientURL(), r) }, token: token}
+			targets[name] = &target{start: func(port int) (*exec.Cmd, error) { return startSouk(*soukBin, tmp, port, nats.ClientURL(), true, r) }, token: token}
 			names = append(names, name)
 		}
 	}
@@ -633,15 +633,10 @@ http://127.0.0.1:%d {
 	return pinned([]string{"GOMAXPROCS=1", "HOME=" + dir}, "caddy", "run", "--config", conf, "--adapter", "caddyfile")
 }
 
-// startSouk runs the Souk gateway: bare (a public route) or full (token
-// verified, rate limits per user and address that never trigger, metrics
-// and breakers as always).
-func startSouk(dir string, port int, natsURL string, full bool) (*exec.Cmd, error) {
-	return startSoukBin(*soukBin, dir, port, natsURL, full)
-}
-
-// startSoukBin is startSouk with the given souk binary.
-func startSoukBin(bin, dir string, port int, natsURL string, full bool) (*exec.Cmd, error) {
+// startSouk runs the Souk gateway binary bin: bare (a public route) or full
+// (token verified, rate limits per user and address that never trigger,
+// metrics and breakers as always), tracing the given share of requests.
+func startSouk(bin, dir string, port int, natsURL string, full bool, traceSample string) (*exec.Cmd, error) {
 	policy, limits := "public", ""
 	if full {
 		policy = "authenticated"
@@ -656,7 +651,7 @@ routes:
 		return nil, err
 	}
 	args := []string{"serve", "gateway", "--nats", natsURL,
-		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn", "--trace-sample", "0"}
+		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn", "--trace-sample", traceSample}
 	if full && *profile != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:6061")
 	}
@@ -674,24 +669,6 @@ func soukEnv() []string {
 		env = append(env, strings.Split(*soukEnvs, ",")...)
 	}
 	return env
-}
-
-// startSoukSampled runs souk-full tracing the given share of requests.
-func startSoukSampled(dir string, port int, natsURL, ratio string) (*exec.Cmd, error) {
-	conf := filepath.Join(dir, fmt.Sprintf("souk-%d.yaml", port))
-	err := os.WriteFile(conf, []byte(`defaults: {timeout: 5s, max_body_bytes: 1048576, strip_prefix: /api}
-routes:
-  - {path: "/api/users/{id}", methods: [GET], service: users, policy: authenticated, rate_limit: {address: {rps: 1000000, burst: 1000000}, user: {rps: 1000000, burst: 1000000}}}
-`), 0o644)
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"serve", "gateway", "--nats", natsURL,
-		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn", "--trace-sample", ratio}
-	if *profile != "" {
-		args = append(args, "--debug-addr", "127.0.0.1:6061")
-	}
-	return pinned(soukEnv(), *soukBin, args...)
 }
 
 // profileUnderLoad fetches a CPU profile of t while wrk loads it.
