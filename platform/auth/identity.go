@@ -53,27 +53,27 @@ func FromRequest(r *http.Request) Identity {
 
 // SetHeaders writes id into h, replacing whatever was there.
 func (id Identity) SetHeaders(h http.Header) {
+	// The names are canonical: map operations, not Set and Del, which
+	// canonicalize each again.
 	for _, k := range IdentityHeaders {
-		h.Del(k)
+		delete(h, k)
 	}
 	if id.Anonymous() {
 		return
 	}
-	h.Set(HeaderUserID, id.UserID)
-	h.Set(HeaderRole, id.Role)
-	h.Set(HeaderAuth, id.Method)
+	h[HeaderUserID] = []string{id.UserID}
+	h[HeaderRole] = []string{id.Role}
+	h[HeaderAuth] = []string{id.Method}
 }
 
-// StripIdentity removes every identity header from h, whatever its case,
-// and from the Connection header's list, so that no client can set or
-// unset one.
-func StripIdentity(h http.Header) {
-	for k := range h {
-		if len(k) >= 7 && strings.EqualFold(k[:7], "x-souk-") {
-			delete(h, k)
-		}
-	}
+// IsIdentityHeader reports whether a header of this name is one only the
+// gateway may set: any X-Souk-* header, whatever its case. The gateway
+// passes none on from a client.
+func IsIdentityHeader(name string) bool {
+	return len(name) >= len(headerPrefix) && strings.EqualFold(name[:len(headerPrefix)], headerPrefix)
 }
+
+const headerPrefix = "X-Souk-"
 
 // RequireUser fails with Unauthorized unless someone is authenticated.
 func (id Identity) RequireUser() error {

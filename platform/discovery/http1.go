@@ -138,8 +138,8 @@ func response(r *http.Request, resp *fasthttp.Response) *http.Response {
 		// As net/http's Transport gives them: the proxy's hop-by-hop
 		// removal and every Header.Get depend on canonical names.
 		key := textproto.CanonicalMIMEHeaderKey(string(k))
-		if key == "Connection" || key == "Transfer-Encoding" {
-			continue // about this connection: fasthttp has dealt with them
+		if key == "Transfer-Encoding" {
+			continue // fasthttp has decoded the body; net/http drops it too
 		}
 		header[key] = append(header[key], string(v))
 	}

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"context"
 	"crypto/ed25519"
 	"errors"
 	"io"
@@ -34,18 +33,25 @@ type fixture struct {
 	apiKey   string // valid, for user u2, admin
 }
 
+// recorder keeps the requests that reach it and answers them with
+// respond, or 200 with no body if respond is nil.
 type recorder struct {
-	mu   sync.Mutex
-	reqs []*http.Request
+	mu      sync.Mutex
+	reqs    []*http.Request
+	respond func(*http.Request) (*http.Response, error)
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.mu.Lock()
 	r.reqs = append(r.reqs, req)
+	respond := r.respond
 	r.mu.Unlock()
 	if req.Body != nil {
 		io.Copy(io.Discard, req.Body)
 		req.Body.Close()
+	}
+	if respond != nil {
+		return respond(req)
 	}
 	return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
 }
@@ -248,5 +254,4 @@ func TestFixtureRoutes(t *testing.T) {
 			t.Fatalf("%s: upstream requests %v", c.path, ups)
 		}
 	}
-	_ = context.Background
 }

@@ -16,12 +16,10 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -36,7 +34,6 @@ import (
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/resilience"
 	"github.com/souk-shop/souk/platform/server"
-	"github.com/souk-shop/souk/platform/telemetry"
 )
 
 // Name is the gateway's name in the registry, metrics and logs.
@@ -44,20 +41,20 @@ const Name = "gateway"
 
 // Gateway forwards API requests to services.
 type Gateway struct {
-	tracer  trace.Tracer
-	cfg     Config
-	auth    *Authenticator
-	limiter *RateLimiter
-	log     *slog.Logger
-	limited *prometheus.CounterVec
-	routes  []*route
+	tracer    trace.Tracer
+	cfg       Config
+	auth      *Authenticator
+	limiter   *RateLimiter
+	log       *slog.Logger
+	limited   *prometheus.CounterVec
+	transport http.RoundTripper
+	routes    []*route
 }
 
 // route is a configured route with its defaults applied and its proxy.
 type route struct {
 	Route
 	index    int
-	proxy    *httputil.ReverseProxy
 	spanName string
 }
 
@@ -67,7 +64,7 @@ type route struct {
 func New(cfg Config, authn *Authenticator, limiter *RateLimiter, transport http.RoundTripper, reg prometheus.Registerer, log *slog.Logger) *Gateway {
 	g := &Gateway{
 		tracer: noop.NewTracerProvider().Tracer(""),
-		cfg:    cfg, auth: authn, limiter: limiter, log: log,
+		cfg:    cfg, auth: authn, limiter: limiter, log: log, transport: transport,
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_gateway_rate_limited_total", Help: "Requests refused with 429, by route and by which limit.",
 		}, []string{"route", "by"}),
@@ -81,14 +78,6 @@ func New(cfg Config, authn *Authenticator, limiter *RateLimiter, transport http.
 			if lim != nil {
 				g.limited.WithLabelValues(label, by) // at zero until a request is refused
 			}
-		}
-		rt.proxy = &httputil.ReverseProxy{
-			Rewrite:        rt.rewrite,
-			Transport:      transport,
-			BufferPool:     bufferPool{},
-			ModifyResponse: rt.modifyResponse,
-			ErrorHandler:   g.proxyError,
-			ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 		g.routes = append(g.routes, rt)
 	}
@@ -114,8 +103,6 @@ func (g *Gateway) Routes(rt *server.Router) {
 		}
 	}
 }
-
-type identityKey struct{}
 
 func (g *Gateway) handler(rt *route) http.Handler {
 	label := strings.Join(rt.Methods, ",") + " " + rt.Path
@@ -159,7 +146,7 @@ func (g *Gateway) handler(rt *route) http.Handler {
 			ctx, span = g.tracer.Start(ctx, rt.spanName, trace.WithSpanKind(trace.SpanKindClient))
 			defer span.End()
 		}
-		rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, identityKey{}, id)))
+		g.forward(ctx, w, r, rt, id)
 	})
 }
 
@@ -223,61 +210,8 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// rewrite builds the upstream request. ReverseProxy has already removed
-// hop-by-hop headers, the headers the client named in Connection, and the
-// client's X-Forwarded-*; what is set here cannot be undone by the client.
-func (rt *route) rewrite(pr *httputil.ProxyRequest) {
-	in, out := pr.In, pr.Out
-	out.URL.Scheme = "http"
-	out.URL.Host = rt.Service
-	out.URL.Path = strings.TrimPrefix(in.URL.Path, *rt.StripPrefix)
-	out.URL.RawPath = strings.TrimPrefix(in.URL.RawPath, *rt.StripPrefix)
-	out.Host = ""
-	pr.SetXForwarded()
-	h := out.Header
-	auth.StripIdentity(h) // every X-Souk-* header, whatever a client sent
-	id, _ := in.Context().Value(identityKey{}).(auth.Identity)
-	id.SetHeaders(h)
-	// The keys below are canonical, as the server made the request's:
-	// map operations, not Del and Set, which canonicalize each key again
-	// (4% of the gateway's own instructions per request, by callgrind).
-	for _, k := range droppedHeaders {
-		delete(h, k)
-	}
-	h[server.HeaderRequestID] = []string{telemetry.RequestID(in.Context())}
-	telemetry.InjectHTTP(in.Context(), h) // the span of this call
-	if dl, ok := in.Context().Deadline(); ok {
-		h[server.HeaderTimeout] = []string{strconv.FormatInt(max(time.Until(dl).Milliseconds(), 1), 10)}
-	}
-}
-
-// droppedHeaders never reach a service: the credential, verified here
-// (services get the identity instead); the client's trace context (the
-// gateway's own takes its place); and protocol switches (websocket, h2c),
-// which are not part of this API.
-var droppedHeaders = []string{"Authorization", "X-Api-Key", "Traceparent", "Tracestate", "Upgrade", "Connection", "Http2-Settings"}
-
-// modifyResponse makes the service's Location point through the gateway,
-// and drops the service's copy of the request id, which the gateway's
-// router has already set on the response.
-func (rt *route) modifyResponse(resp *http.Response) error {
-	if resp.StatusCode >= 500 {
-		trace.SpanFromContext(resp.Request.Context()).SetStatus(codes.Error, resp.Status) // the call's span
-	}
-	resp.Header.Del(server.HeaderRequestID)
-	p := *rt.StripPrefix
-	if loc := resp.Header.Get("Location"); p != "" && strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, p+"/") {
-		resp.Header.Set("Location", p+loc)
-	}
-	return nil
-}
-
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	trace.SpanFromContext(r.Context()).SetStatus(codes.Error, err.Error())
-	service := r.URL.Host
-	if service == "" {
-		service = "the service"
-	}
 	var p *problem.Error
 	_, tooLarge := errors.AsType[*http.MaxBytesError](err)
 	switch {
@@ -361,11 +295,3 @@ func corsHeaders(h http.Header, r *http.Request, c *CORS) bool {
 	h.Set("Access-Control-Expose-Headers", "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id")
 	return true
 }
-
-// bufferPool reuses the 32 KiB buffers ReverseProxy copies bodies through.
-type bufferPool struct{}
-
-var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
-func (bufferPool) Put(b []byte) { buffers.Put(&b) }
