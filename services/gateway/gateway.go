@@ -51,7 +51,7 @@ type Gateway struct {
 	routes    []*route
 }
 
-// route is a configured route with its defaults applied and its proxy.
+// route is a configured route with its defaults applied.
 type route struct {
 	Route
 	index    int
