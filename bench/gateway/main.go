@@ -1,6 +1,6 @@
 // Command gateway measures the Souk gateway against the backend alone and
-// against nginx, haproxy and caddy proxying to the same backends, in one
-// run, on loopback. Run it through run.sh, which builds souk and pins this
+// against nginx, haproxy, caddy and a minimal Go proxy (go-httputil)
+// proxying to the same backends, in one run, on loopback. Run it through run.sh, which builds souk and pins this
 // program (load generator and backends) to CPU 1; each proxy runs alone on
 // CPU 0 with one worker (GOMAXPROCS=1 for the Go ones).
 //
@@ -48,7 +48,7 @@ var (
 	rounds   = flag.Int("rounds", 5, "interleaved rounds")
 	rate     = flag.Int("rate", 4000, "requests per second of the open-loop run")
 	soukBin  = flag.String("souk", "", "the souk binary (run.sh builds it)")
-	only     = flag.String("targets", "direct,nginx,haproxy,caddy,souk-bare,souk-full", "targets, comma-separated")
+	only     = flag.String("targets", "direct,nginx,haproxy,caddy,go-httputil,souk-bare,souk-full", "targets, comma-separated")
 	proxyCPU = flag.String("proxy-cpu", "0", "CPU the proxies run on")
 	loadCPU  = flag.String("load-cpu", "1", "CPU wrk runs on")
 	gogc     = flag.String("gogc", "", "GOGC for the Souk gateway (default: souk's own, 400 for the gateway)")
@@ -68,6 +68,13 @@ func main() {
 	if os.Getenv(backendsEnv) != "" {
 		if err := serveBackends(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench backends:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if os.Getenv(proxyEnv) != "" {
+		if err := serveGoProxy(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench go-httputil:", err)
 			os.Exit(1)
 		}
 		return
@@ -132,12 +139,13 @@ func run() error {
 	}
 
 	targets := map[string]*target{
-		"direct":    {url: "http://" + backends[0]},
-		"nginx":     {start: func(port int) (*exec.Cmd, error) { return startNginx(tmp, port, backends) }},
-		"haproxy":   {start: func(port int) (*exec.Cmd, error) { return startHAProxy(tmp, port, backends) }},
-		"caddy":     {start: func(port int) (*exec.Cmd, error) { return startCaddy(tmp, port, backends) }},
-		"souk-bare": {start: func(port int) (*exec.Cmd, error) { return startSouk(*soukBin, tmp, port, nats.ClientURL(), false, "0") }},
-		"souk-full": {start: func(port int) (*exec.Cmd, error) { return startSouk(*soukBin, tmp, port, nats.ClientURL(), true, "0") }, token: token},
+		"direct":      {url: "http://" + backends[0]},
+		"nginx":       {start: func(port int) (*exec.Cmd, error) { return startNginx(tmp, port, backends) }},
+		"haproxy":     {start: func(port int) (*exec.Cmd, error) { return startHAProxy(tmp, port, backends) }},
+		"caddy":       {start: func(port int) (*exec.Cmd, error) { return startCaddy(tmp, port, backends) }},
+		"go-httputil": {start: func(port int) (*exec.Cmd, error) { return startGoProxy(port, backends) }},
+		"souk-bare":   {start: func(port int) (*exec.Cmd, error) { return startSouk(*soukBin, tmp, port, nats.ClientURL(), false, "0") }},
+		"souk-full":   {start: func(port int) (*exec.Cmd, error) { return startSouk(*soukBin, tmp, port, nats.ClientURL(), true, "0") }, token: token},
 	}
 	if *baseline != "" {
 		targets["souk-full@baseline"] = &target{start: func(port int) (*exec.Cmd, error) { return startSouk(*baseline, tmp, port, nats.ClientURL(), true, "0") }, token: token}
