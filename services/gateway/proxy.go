@@ -70,7 +70,8 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 		// The status line is out; only cutting the connection tells the
 		// client that the body is not whole.
 		if !errors.Is(err, context.Canceled) {
-			g.log.WarnContext(ctx, "upstream body broke off", "path", r.URL.Path, "err", err)
+			// Either side: the service's body broke off or the client left.
+			g.log.WarnContext(ctx, "forwarding the body failed", "path", r.URL.Path, "err", err)
 		}
 		panic(http.ErrAbortHandler)
 	}
