@@ -113,9 +113,11 @@ func upstreamHeader(ctx context.Context, r *http.Request, id auth.Identity) http
 // client writes it in; the gateway sets the forwarding headers and its
 // own trace context.
 func droppedRequestHeader(k string) bool {
+	if hopByHop(k) {
+		return true
+	}
 	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Http2-Settings",
+	case "Http2-Settings",
 		"Authorization", "X-Api-Key",
 		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
 		"Traceparent", "Tracestate":
@@ -124,8 +126,8 @@ func droppedRequestHeader(k string) bool {
 	return auth.IsIdentityHeader(k)
 }
 
-// hopByHop reports whether a response header is about the connection the
-// service answered on.
+// hopByHop reports whether a header is about one connection, the client's
+// or the service's, rather than the message.
 func hopByHop(k string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
