@@ -31,6 +31,7 @@ import (
 func noEnv(string) string { return "" }
 
 func TestRunUsage(t *testing.T) {
+	nowhere := filepath.Join(t.TempDir(), "nowhere")
 	cases := []struct {
 		args []string
 		env  map[string]string
@@ -47,6 +48,9 @@ func TestRunUsage(t *testing.T) {
 		{args: []string{"migrate", "users", "--db", "sqlite:" + t.TempDir() + "/u.db"}, code: 0, out: "migrations applied"},
 		{args: []string{"migrate", "catalog", "--data", t.TempDir()}, code: 0, out: "catalog.db"},
 		{args: []string{"migrate", "users", "--db", "postgres://nobody@127.0.0.1:1/x?connect_timeout=1"}, code: 1, out: "connect to postgres"},
+		{args: []string{"--version"}, code: 0, out: "souk "},
+		{args: []string{"check", "--data", nowhere}, code: 1, out: "no such file " + filepath.Join(nowhere, "orders.db")},
+		{args: []string{"events", "dlq", "list", "--nats", "nats://127.0.0.1:1"}, code: 1, out: "pass --nats"},
 	}
 	for _, c := range cases {
 		var out strings.Builder
@@ -56,20 +60,87 @@ func TestRunUsage(t *testing.T) {
 			t.Errorf("souk %v (env %v): exit %d, want %d; output does not contain %q:\n%s", c.args, c.env, code, c.code, c.out, out.String())
 		}
 	}
+	if _, err := os.Stat(nowhere); !os.IsNotExist(err) {
+		t.Errorf("souk check where there is no data created %s (%v)", nowhere, err)
+	}
 }
 
 // TestUp runs `souk up` as a user would, on free ports, and stops it as
-// Ctrl-C would.
+// Ctrl-C would; then again, as the next start.
 func TestUp(t *testing.T) {
 	dir := t.TempDir()
+	output, urls := up(t, dir, func(urls map[string]string) {
+		for _, name := range []string{"gateway", "users", "catalog", "inventory", "payments", "orders"} {
+			resp, err := http.Get(urls[name] + "/readyz")
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%s at %q: /readyz %v %v", name, urls[name], resp, err)
+			}
+			resp.Body.Close()
+		}
+	})
+	took, err := time.ParseDuration(strings.TrimPrefix(output[0], "souk is up in "))
+	if err != nil || took > 2*time.Second {
+		t.Errorf("souk up took %v (%v), want under 2s", took, err)
+	}
+	if !strings.HasPrefix(urls["nats"], "nats://127.0.0.1:") {
+		t.Errorf("nats URL %q", urls["nats"])
+	}
+	// The address table lines up: every address starts in one column.
+	col := -1
+	for _, line := range output[1:8] {
+		f := strings.Fields(line)
+		if c := strings.Index(line, f[len(f)-1]); col == -1 {
+			col = c
+		} else if c != col {
+			t.Errorf("the address table does not line up:\n%s", strings.Join(output[1:8], "\n"))
+			break
+		}
+	}
+	// The first start shows the admin's generated password, once.
+	admin := regexp.MustCompile(`^Admin account \(first start, shown once\): admin@souk.local, password (\S+)$`)
+	var password string
+	for _, line := range output {
+		if m := admin.FindStringSubmatch(line); m != nil {
+			password = m[1]
+		}
+	}
+	if len(password) < 16 {
+		t.Fatalf("the first souk up did not show the admin's password:\n%s", strings.Join(output, "\n"))
+	}
+
+	output, _ = up(t, dir, func(urls map[string]string) {
+		body := fmt.Sprintf(`{"email":"admin@souk.local","password":%q}`, password)
+		resp, err := http.Post(urls["gateway"]+"/api/auth/login", "application/json", strings.NewReader(body))
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("admin login with the printed password: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	})
+	if out := strings.Join(output, "\n"); strings.Contains(out, "Admin account") || strings.Contains(out, password) {
+		t.Errorf("the second souk up showed the admin's password again:\n%s", out)
+	}
+	for _, f := range []string{"users.db", "catalog.db", "inventory.db", "payments.db", "orders.db", "nats/jetstream"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("data dir lacks %s: %v", f, err)
+		}
+	}
+	var out strings.Builder
+	if code := run(context.Background(), []string{"check", "--data", dir}, noEnv, &out, &out); code != 0 || !strings.Contains(out.String(), "0 violations") {
+		t.Errorf("souk check after souk up: exit %d:\n%s", code, out.String())
+	}
+}
+
+// up runs `souk up` with its data in dir and every server on a free port,
+// calls while with the addresses it printed, then stops it as Ctrl-C
+// would. It returns what souk up printed before "Try:", and the addresses.
+func up(t *testing.T, dir string, while func(urls map[string]string)) ([]string, map[string]string) {
+	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	pr, pw := io.Pipe()
 	exit := make(chan int, 1)
-	args := []string{"up", "--data", dir, "--gateway-addr", "127.0.0.1:0", "--users-addr", "127.0.0.1:0",
-		"--catalog-addr", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}
 	go func() {
-		exit <- run(ctx, args, noEnv, pw, t.Output())
+		exit <- run(ctx, append([]string{"up", "--data", dir}, freePorts()...), noEnv, pw, t.Output())
 		pw.Close()
 	}()
 	lines := bufio.NewScanner(pr)
@@ -84,20 +155,7 @@ func TestUp(t *testing.T) {
 	if len(output) == 0 || !strings.HasPrefix(output[0], "souk is up in ") {
 		t.Fatalf("souk up printed %q", output)
 	}
-	took, err := time.ParseDuration(strings.TrimPrefix(output[0], "souk is up in "))
-	if err != nil || took > 2*time.Second {
-		t.Errorf("souk up took %v (%v), want under 2s", took, err)
-	}
-	for _, name := range []string{"gateway", "users", "catalog"} {
-		resp, err := http.Get(urls[name] + "/readyz")
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%s at %q: /readyz %v %v", name, urls[name], resp, err)
-		}
-		resp.Body.Close()
-	}
-	if !strings.HasPrefix(urls["nats"], "nats://127.0.0.1:") {
-		t.Errorf("nats URL %q", urls["nats"])
-	}
+	while(urls)
 	stop()
 	var rest strings.Builder
 	for lines.Scan() {
@@ -106,15 +164,7 @@ func TestUp(t *testing.T) {
 	if code := <-exit; code != 0 || !strings.Contains(rest.String(), "stopped") {
 		t.Fatalf("after SIGINT souk up exited %d, printing:\n%s", code, rest.String())
 	}
-	for _, f := range []string{"users.db", "catalog.db", "inventory.db", "payments.db", "orders.db", "nats/jetstream"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Errorf("data dir lacks %s: %v", f, err)
-		}
-	}
-	var out strings.Builder
-	if code := run(context.Background(), []string{"check", "--data", dir}, noEnv, &out, &out); code != 0 || !strings.Contains(out.String(), "0 violations") {
-		t.Errorf("souk check after souk up: exit %d:\n%s", code, out.String())
-	}
+	return output, urls
 }
 
 var buildOnce = sync.OnceValues(func() (string, error) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -38,8 +39,9 @@ import (
 // cli is the command line. Every flag can also be set from the environment
 // as SOUK_<FLAG>, e.g. SOUK_DB or SOUK_LOG_FORMAT.
 type cli struct {
-	LogFormat string `default:"auto" enum:"auto,text,json" help:"Log format: text for a terminal, json for a log pipeline; auto picks text when stderr is a terminal, json otherwise."`
-	LogLevel  string `default:"info" enum:"debug,info,warn,error" help:"Lowest level logged."`
+	Version   kong.VersionFlag `help:"Print the version and exit."`
+	LogFormat string           `default:"auto" enum:"auto,text,json" help:"Log format: text for a terminal, json for a log pipeline; auto picks text when stderr is a terminal, json otherwise."`
+	LogLevel  string           `default:"info" enum:"debug,info,warn,error" help:"Lowest level logged."`
 
 	Up      upCmd      `cmd:"" help:"Run the whole shop in one process: embedded NATS, a SQLite file per service, every service and the gateway."`
 	Serve   serveCmd   `cmd:"" help:"Run one service, or the gateway, as its own process against an external NATS."`
@@ -159,6 +161,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		kong.Exit(func(code int) { panic(exit(code)) }),
 		kong.Resolvers(envResolver(getenv)),
 		kong.UsageOnError(),
+		kong.Vars{"version": versionString()},
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -263,13 +266,23 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 		return err
 	}
 	fmt.Fprintf(stdout, "souk is up in %s\n", time.Since(start).Round(time.Millisecond))
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	for _, name := range append([]string{gateway.Name}, system.ServiceNames()...) {
-		fmt.Fprintf(stdout, "  %-8s %s\n", name, sys.URLs[name])
+		fmt.Fprintf(tw, "  %s\t%s\n", name, sys.URLs[name])
 	}
 	if sys.NATSURL != "" {
-		fmt.Fprintf(stdout, "  %-8s %s\n", "nats", sys.NATSURL)
+		fmt.Fprintf(tw, "  %s\t%s\n", "nats", sys.NATSURL)
 	}
-	fmt.Fprintf(stdout, "  %-8s %s\n", "data", u.Data)
+	fmt.Fprintf(tw, "  %s\t%s\n", "data", u.Data)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if sys.AdminPassword != "" {
+		// Made at first start; nothing keeps it in clear, so this is the
+		// one time it can be shown.
+		fmt.Fprintf(stdout, "Admin account (first start, shown once): %s, password %s\n", u.AdminEmail, sys.AdminPassword)
+		fmt.Fprintln(stdout, "  To choose your own: souk up --admin-password '…' (it replaces the password at that start).")
+	}
 	fmt.Fprintln(stdout, "Try: curl -s -XPOST "+sys.URLs[gateway.Name]+`/api/auth/register -H 'Content-Type: application/json' -d '{"name":"Ada","email":"ada@example.com","password":"correct horse battery"}'`)
 	return wait(ctx, sys, stdout)
 }
@@ -352,7 +365,7 @@ func wait(ctx context.Context, sys *system.System, stdout io.Writer) error {
 func (d *dlqCmd) connect(log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	nc, err := broker.Connect(d.NATS, "souk-cli", log)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w (souk up's NATS listens on nats://127.0.0.1:4223 by default; pass --nats)", err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -412,6 +425,13 @@ func (c *checkCmd) run(ctx context.Context, stdout io.Writer) error {
 	open := func(url, name string) (*store.DB, error) {
 		if url == "" {
 			url = filepath.Join(c.Data, name+".db")
+		}
+		// An audit reads: a file that is not there is a wrong directory,
+		// not a database to create.
+		if path, ok := store.SQLitePath(url); ok {
+			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("no such file %s: run souk check where souk up keeps its data (--data), or name the databases (--%s-db)", path, name)
+			}
 		}
 		return store.Open(ctx, url)
 	}

@@ -83,8 +83,9 @@ func (db *DB) Close() error {
 // BEGIN (so two writers wait for each other instead of failing).
 func Open(ctx context.Context, url string) (*DB, error) {
 	var db *DB
+	path, isSQLite := SQLitePath(url)
 	switch {
-	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+	case !isSQLite:
 		pool, err := sql.Open("pgx", url)
 		if err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
@@ -94,7 +95,6 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		pool.SetConnMaxIdleTime(5 * time.Minute)
 		db = &DB{DB: pool, Dialect: Postgres, writer: pool}
 	default:
-		path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//")
 		if path == "" {
 			return nil, errors.New("open sqlite: empty path")
 		}
@@ -138,6 +138,15 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		return nil, fmt.Errorf("connect to %s database: %w", db.Dialect, err)
 	}
 	return db, nil
+}
+
+// SQLitePath returns the file a SQLite URL names, and false for a
+// PostgreSQL URL.
+func SQLitePath(url string) (string, bool) {
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		return "", false
+	}
+	return strings.TrimPrefix(strings.TrimPrefix(url, "sqlite:"), "//"), true
 }
 
 // Migrate applies the migrations in fsys (goose SQL files at its root) that

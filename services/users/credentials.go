@@ -68,6 +68,9 @@ func (s *Store) BootstrapAdmin(ctx context.Context, hasher *auth.Hasher, email, 
 		if password == "" {
 			return "", nil
 		}
+		if msg := checkPassword(password); msg != "" {
+			return "", problem.Field("password", msg)
+		}
 		hash, err := hasher.Hash(ctx, password)
 		if err != nil {
 			return "", err
