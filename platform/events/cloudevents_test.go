@@ -1,0 +1,223 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// TestCloudEventsWireForm pins the headers of Souk's own events: the relay
+// publishes exactly these, the broker dedupes by Nats-Msg-Id, and
+// consumers continue the trace from traceparent.
+func TestCloudEventsWireForm(t *testing.T) {
+	ev := Event{
+		ID: "0190f2a4-7c3e-7b1a-9d2e-5f6a7b8c9d0e", Type: "souk.orders.v1.OrderPlaced", Source: "/souk/orders",
+		Subject: "0190f2a4-0000-7000-8000-000000000001", Time: time.Date(2026, 11, 25, 9, 30, 1, 123456000, time.UTC),
+		Data:        json.RawMessage(`{"order_id":"0190f2a4-0000-7000-8000-000000000001"}`),
+		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", TraceState: "souk=1",
+	}
+	m := ev.Msg()
+	want := nats.Header{
+		"ce-specversion": {"1.0"},
+		"ce-id":          {ev.ID},
+		"ce-type":        {"souk.orders.v1.OrderPlaced"},
+		"ce-source":      {"/souk/orders"},
+		"ce-subject":     {ev.Subject},
+		"ce-time":        {"2026-11-25T09:30:01.123456Z"},
+		"content-type":   {"application/json"},
+		"Nats-Msg-Id":    {ev.ID},
+		"traceparent":    {ev.TraceParent},
+		"tracestate":     {"souk=1"},
+	}
+	if m.Subject != ev.Type || !maps.EqualFunc(m.Header, want, slices.Equal) || !bytes.Equal(m.Data, ev.Data) {
+		t.Fatalf("Msg() = %s %v %s\nwant    %s %v %s", m.Subject, m.Header, m.Data, ev.Type, want, ev.Data)
+	}
+
+	// An event without a time (one decoded from another producer) goes
+	// out without ce-time rather than with year 1.
+	ev.Time = time.Time{}
+	if _, ok := ev.Msg().Header[hdrTime]; ok {
+		t.Errorf("Msg() of an event without a time has ce-time %q", ev.Msg().Header.Get(hdrTime))
+	}
+
+	// Values the binding says must be percent-encoded are, and come back.
+	ev.Subject = `50% "off" ünï`
+	m = ev.Msg()
+	if got := m.Header.Get(hdrSubject); got != "50%25%20%22off%22%20%C3%BCn%C3%AF" {
+		t.Errorf("ce-subject of %q is %q", ev.Subject, got)
+	}
+	back, err := Decode(m.Subject, m.Header, m.Data)
+	if err != nil || back.Subject != ev.Subject {
+		t.Errorf("Decode(Msg()) subject = %q, %v; want %q", back.Subject, err, ev.Subject)
+	}
+}
+
+// soukMsg is a valid event as Msg writes it, for the tables to vary.
+func soukMsg() *nats.Msg {
+	return Event{
+		ID: "id-1", Type: "souk.users.v1.UserRegistered", Source: "/souk/users", Subject: "u1",
+		Time: time.Date(2026, 11, 25, 9, 30, 1, 0, time.UTC), Data: json.RawMessage(`{"id":"u1"}`),
+		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+	}.Msg()
+}
+
+// structuredMsg is a message in structured mode on the subject of
+// soukMsg, with the JSON event members and the headers given.
+func structuredMsg(members string, header ...string) *nats.Msg {
+	m := nats.NewMsg("souk.users.v1.UserRegistered")
+	for i := 0; i+1 < len(header); i += 2 {
+		m.Header.Set(header[i], header[i+1])
+	}
+	m.Data = []byte(members)
+	return m
+}
+
+// binaryMsg is soukMsg changed by fn.
+func binaryMsg(fn func(m *nats.Msg)) *nats.Msg {
+	m := soukMsg()
+	fn(m)
+	return m
+}
+
+// withHeader returns fn's changes to a header: a value to set, or "" to
+// delete it.
+func withHeader(kv ...string) func(m *nats.Msg) {
+	return func(m *nats.Msg) {
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i+1] == "" {
+				m.Header.Del(kv[i])
+			} else {
+				m.Header.Set(kv[i], kv[i+1])
+			}
+		}
+	}
+}
+
+// TestCloudEventsDecodeAccepts decodes valid CloudEvents in the forms other
+// producers may send them.
+func TestCloudEventsDecodeAccepts(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	at := time.Date(2026, 11, 25, 9, 30, 1, 0, time.UTC)
+	base := Event{ID: "id-1", Type: "souk.users.v1.UserRegistered", Source: "/souk/users", Subject: "u1",
+		Time: at, Data: json.RawMessage(`{"id":"u1"}`), TraceParent: tp}
+	change := func(fn func(e *Event)) Event { e := base; fn(&e); return e }
+	cases := []struct {
+		name string
+		msg  *nats.Msg
+		want Event
+	}{
+		{"Souk's own", soukMsg(), base},
+		{"header names in other cases", binaryMsg(func(m *nats.Msg) {
+			for k, v := range m.Header {
+				delete(m.Header, k)
+				m.Header[strings.ToUpper(k[:1])+k[1:]] = v // Ce-id, Content-type, Traceparent
+			}
+		}), base},
+		{"ce-datacontenttype, no content-type", binaryMsg(withHeader(hdrContentType, "", hdrDataContentType, "application/json")), base},
+		{"ce-datacontenttype wins over content-type", binaryMsg(withHeader(hdrContentType, "text/plain", hdrDataContentType, "application/json")), base},
+		{"a charset", binaryMsg(withHeader(hdrContentType, "", hdrDataContentType, "application/json; charset=utf-8")), base},
+		{"a +json type", binaryMsg(withHeader(hdrContentType, "application/vnd.souk.user+json")), base},
+		{"text/json", binaryMsg(withHeader(hdrContentType, "text/json")), base},
+		{"no datacontenttype", binaryMsg(withHeader(hdrContentType, "")), base},
+		{"no time", binaryMsg(withHeader(hdrTime, "")), change(func(e *Event) { e.Time = time.Time{} })},
+		{"time with an offset and lower-case t", binaryMsg(withHeader(hdrTime, "2026-11-25t11:30:01+02:00")), base},
+		{"no subject", binaryMsg(withHeader(hdrSubject, "")), change(func(e *Event) { e.Subject = "" })},
+		{"percent-encoded values", binaryMsg(withHeader(hdrSubject, "u%201%c3%bc", hdrID, "id%2D1")), change(func(e *Event) { e.Subject = "u 1ü" })},
+		{"a double-quoted value", binaryMsg(withHeader(hdrSubject, `"u\"1"`)), change(func(e *Event) { e.Subject = `u"1` })},
+		{"trace context in the tracing extension", binaryMsg(withHeader(hdrTraceParent, "", "ce-traceparent", tp)), base},
+		{"no trace context", binaryMsg(withHeader(hdrTraceParent, "")), change(func(e *Event) { e.TraceParent = "" })},
+		{"extensions", binaryMsg(withHeader("ce-partitionkey", "u1", "ce-comexampleext", "x")), base},
+
+		{"structured", structuredMsg(`{"specversion":"1.0","id":"id-1","source":"/souk/users","type":"souk.users.v1.UserRegistered",
+			"subject":"u1","time":"2026-11-25T09:30:01Z","datacontenttype":"application/json","data":{"id":"u1"}}`,
+			hdrContentType, "application/cloudevents+json; charset=UTF-8", hdrTraceParent, tp), base},
+		{"structured without headers", structuredMsg(`{"specversion":"1.0","id":"id-1","source":"/souk/users",
+			"type":"souk.users.v1.UserRegistered","subject":"u1","traceparent":"` + tp + `","data":{"id":"u1"}}`),
+			change(func(e *Event) { e.Time = time.Time{} })},
+		{"structured with nulls", structuredMsg(`{"specversion":"1.0","id":"id-1","source":"/souk/users",
+			"type":"souk.users.v1.UserRegistered","subject":null,"time":null,"datacontenttype":null,"data":null}`),
+			Event{ID: "id-1", Type: base.Type, Source: base.Source, Data: json.RawMessage("null")}},
+		{"structured with data_base64", structuredMsg(`{"specversion":"1.0","id":"id-1","source":"/souk/users",
+			"type":"souk.users.v1.UserRegistered","subject":"u1","time":"2026-11-25T09:30:01Z",
+			"datacontenttype":"application/json","data_base64":"eyJpZCI6InUxIn0=","ext":5}`),
+			change(func(e *Event) { e.TraceParent = "" })},
+	}
+	for _, c := range cases {
+		got, err := Decode(c.msg.Subject, c.msg.Header, c.msg.Data)
+		if err != nil {
+			t.Errorf("%s: Decode(%v, %s) = %v", c.name, c.msg.Header, c.msg.Data, err)
+			continue
+		}
+		w := c.want
+		if got.ID != w.ID || got.Type != w.Type || got.Source != w.Source || got.Subject != w.Subject ||
+			!got.Time.Equal(w.Time) || got.TraceParent != w.TraceParent || !jsonEqual(got.Data, w.Data) {
+			t.Errorf("%s: Decode(%v, %s) =\n%+v, want\n%+v", c.name, c.msg.Header, c.msg.Data, got, w)
+		}
+	}
+}
+
+// TestCloudEventsDecodeMalformed checks that what is not a valid Souk
+// event, in either mode, is ErrMalformed and so goes to the dead letters.
+func TestCloudEventsDecodeMalformed(t *testing.T) {
+	const ok = `"specversion":"1.0","id":"id-1","source":"/souk/users","type":"souk.users.v1.UserRegistered"`
+	cases := []struct {
+		name string
+		msg  *nats.Msg
+	}{
+		{"no specversion", binaryMsg(withHeader(hdrSpecVersion, ""))},
+		{"specversion 0.3", binaryMsg(withHeader(hdrSpecVersion, "0.3"))},
+		{"no id", binaryMsg(withHeader(hdrID, ""))},
+		{"an empty id", binaryMsg(func(m *nats.Msg) { m.Header[hdrID] = []string{""} })},
+		{"no source", binaryMsg(withHeader(hdrSource, ""))},
+		{"no type", binaryMsg(withHeader(hdrType, ""))},
+		{"type not the subject", binaryMsg(withHeader(hdrType, "souk.users.v1.Other"))},
+		{"type not Souk's", binaryMsg(func(m *nats.Msg) { m.Subject = "com.example.user.registered"; m.Header.Set(hdrType, m.Subject) })},
+		{"type without a version", binaryMsg(func(m *nats.Msg) { m.Subject = "souk.users.UserRegistered"; m.Header.Set(hdrType, m.Subject) })},
+		{"bad time", binaryMsg(withHeader(hdrTime, "yesterday"))},
+		{"other content type", binaryMsg(withHeader(hdrContentType, "text/plain"))},
+		{"other datacontenttype", binaryMsg(withHeader(hdrDataContentType, "application/xml"))},
+		{"unparsable datacontenttype", binaryMsg(withHeader(hdrDataContentType, "application/json; charset"))},
+		{"data not JSON", binaryMsg(func(m *nats.Msg) { m.Data = []byte("{nope") })},
+		{"no data", binaryMsg(func(m *nats.Msg) { m.Data = nil })},
+		{"bad percent-encoding", binaryMsg(withHeader(hdrID, "id%zz"))},
+		{"percent-encoding that is not UTF-8", binaryMsg(withHeader(hdrSubject, "u%C0%A0"))},
+		{"no headers", binaryMsg(func(m *nats.Msg) { m.Header = nats.Header{} })},
+		{"garbage, no headers", structuredMsg("\x00\x01 not an event")},
+
+		{"structured, not an object", structuredMsg(`[1,2]`, hdrContentType, contentEventJSON)},
+		{"structured in another format", structuredMsg(`{`+ok+`,"data":{}}`, hdrContentType, "application/cloudevents+protobuf")},
+		{"structured batch", structuredMsg(`[{`+ok+`,"data":{}}]`, hdrContentType, "application/cloudevents-batch+json")},
+		{"structured, no id", structuredMsg(`{"specversion":"1.0","source":"/souk/users","type":"souk.users.v1.UserRegistered","data":{}}`)},
+		{"structured, no source", structuredMsg(`{"specversion":"1.0","id":"id-1","type":"souk.users.v1.UserRegistered","data":{}}`)},
+		{"structured, no type", structuredMsg(`{"specversion":"1.0","id":"id-1","source":"/souk/users","data":{}}`)},
+		{"structured, no specversion", structuredMsg(`{"id":"id-1","source":"/souk/users","type":"souk.users.v1.UserRegistered","data":{}}`)},
+		{"structured, id not a string", structuredMsg(`{"specversion":"1.0","id":1,"source":"/souk/users","type":"souk.users.v1.UserRegistered","data":{}}`)},
+		{"structured, type not the subject", structuredMsg(`{"specversion":"1.0","id":"id-1","source":"/souk/users","type":"souk.users.v1.Other","data":{}}`)},
+		{"structured, bad time", structuredMsg(`{` + ok + `,"time":"soon","data":{}}`)},
+		{"structured, no data", structuredMsg(`{` + ok + `}`)},
+		{"structured, data and data_base64", structuredMsg(`{` + ok + `,"datacontenttype":"application/json","data":{},"data_base64":"e30="}`)},
+		{"structured, data_base64 without datacontenttype", structuredMsg(`{` + ok + `,"data_base64":"e30="}`)},
+		{"structured, data_base64 not base64", structuredMsg(`{` + ok + `,"datacontenttype":"application/json","data_base64":"!!"}`)},
+		{"structured, data_base64 not JSON", structuredMsg(`{` + ok + `,"datacontenttype":"application/json","data_base64":"bm9wZQ=="}`)},
+		{"structured, text data", structuredMsg(`{` + ok + `,"datacontenttype":"text/plain","data":"hello"}`)},
+	}
+	for _, c := range cases {
+		if got, err := Decode(c.msg.Subject, c.msg.Header, c.msg.Data); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: Decode(%q, %v, %q) = %+v, %v; want ErrMalformed", c.name, c.msg.Subject, c.msg.Header, c.msg.Data, got, err)
+		}
+	}
+}
+
+// jsonEqual reports whether a and b are the same JSON, whatever their
+// spacing.
+func jsonEqual(a, b []byte) bool {
+	var ca, cb bytes.Buffer
+	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
+}
