@@ -2,16 +2,224 @@ package events
 
 import (
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	cejs "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 )
+
+// These tests hold Souk's events to the CloudEvents NATS protocol binding
+// by way of the official Go SDK (github.com/cloudevents/sdk-go), which is
+// imported here only: what it writes, a Souk consumer applies; what Souk
+// writes, it reads and validates.
+
+// TestCloudEventsFromSDK publishes events built and sent by the SDK's NATS
+// JetStream binding, in both content modes, with and without time and
+// datacontenttype, each twice, into a Souk consumer's stream, and checks
+// that the handler gets each with its attributes and data, once.
+func TestCloudEventsFromSDK(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		sender, err := cejs.NewSenderFromConn(e.nc, StreamName(e.service), e.typ, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire, err := e.nc.SubscribeSync(e.typ) // what the SDK put on the wire
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		got := map[string]Event{}
+		h := func(ctx context.Context, tx *sql.Tx, ev Event) error {
+			mu.Lock()
+			got[ev.ID] = ev
+			mu.Unlock()
+			return effectHandler(ctx, tx, ev)
+		}
+		run(t, e.consumer(t, h, nil).Run)
+
+		at := time.Date(2026, 11, 25, 9, 30, 1, 123456789, time.UTC)
+		cases := []struct {
+			name        string
+			structured  bool
+			time        bool
+			contentType string // "" for none
+			bytes       bool   // data given as bytes: data_base64 in structured mode
+		}{
+			{name: "binary", time: true, contentType: "application/json"},
+			{name: "binary without time", contentType: "application/json"},
+			{name: "binary with a charset", time: true, contentType: "application/json; charset=utf-8"},
+			{name: "binary without datacontenttype", time: true},
+			{name: "structured", structured: true, time: true, contentType: "application/json"},
+			{name: "structured without time", structured: true, contentType: "application/json"},
+			{name: "structured without datacontenttype", structured: true},
+			{name: "structured with data_base64", structured: true, time: true, contentType: "application/json", bytes: true},
+		}
+		want := make([]Event, len(cases))
+		for n, c := range cases {
+			ev := event.New()
+			ev.SetID(uuid.NewString())
+			ev.SetSource("https://example.com/sdk-producer")
+			ev.SetType(e.typ)
+			ev.SetSubject(fmt.Sprint("sdk-", n))
+			if c.time {
+				ev.SetTime(at)
+			}
+			data := fmt.Appendf(nil, `{"n":%d}`, n)
+			if c.bytes {
+				err = ev.SetData(c.contentType, data)
+			} else {
+				err = ev.SetData(c.contentType, map[string]int{"n": n})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ev.Validate(); err != nil {
+				t.Fatalf("%s: the SDK's own validation: %v", c.name, err)
+			}
+			sendCtx := binding.WithForceBinary(ctx)
+			if c.structured {
+				sendCtx = binding.WithForceStructured(ctx)
+			}
+			for range 2 { // the same event twice: the inbox must drop the second
+				if err := sender.Send(sendCtx, binding.ToMessage(&ev)); err != nil {
+					t.Fatalf("%s: SDK send: %v", c.name, err)
+				}
+			}
+			want[n] = Event{ID: ev.ID(), Type: e.typ, Source: ev.Source(), Subject: ev.Subject(), Data: data}
+			if c.time {
+				want[n].Time = at
+			}
+
+			m, err := wire.NextMsg(5 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := wire.NextMsg(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			checkSDKWireForm(t, c.name, m, c.structured, c.time, c.contentType)
+		}
+
+		e.waitEffects(t, len(cases), 10*time.Second)
+		mu.Lock()
+		defer mu.Unlock()
+		for n, c := range cases {
+			w := want[n]
+			g, ok := got[w.ID]
+			switch {
+			case !ok:
+				t.Errorf("%s: the handler never got event %s", c.name, w.ID)
+			case g.ID != w.ID || g.Type != w.Type || g.Source != w.Source || g.Subject != w.Subject || !g.Time.Equal(w.Time):
+				t.Errorf("%s: handler got %+v, want %+v", c.name, g, w)
+			case !jsonEqual(g.Data, w.Data):
+				t.Errorf("%s: handler got data %s, want %s", c.name, g.Data, w.Data)
+			}
+		}
+	})
+}
+
+// checkSDKWireForm checks that the SDK wrote what these tests claim to
+// cover: in binary mode ce-* headers with datacontenttype in
+// ce-datacontenttype (not content-type) and ce-time only if set; in
+// structured mode no headers and the JSON event as the payload.
+func checkSDKWireForm(t *testing.T, name string, m *nats.Msg, structured, withTime bool, contentType string) {
+	t.Helper()
+	if structured {
+		if len(m.Header) != 0 || !bytes.Contains(m.Data, []byte(`"specversion":"1.0"`)) {
+			t.Fatalf("%s: the SDK sent headers %v and payload %s, want a JSON event and no headers", name, m.Header, m.Data)
+		}
+		return
+	}
+	_, hasTime := m.Header[hdrTime]
+	if m.Header.Get(hdrSpecVersion) != "1.0" || m.Header.Get(hdrDataContentType) != contentType || m.Header.Get(hdrContentType) != "" || hasTime != withTime {
+		t.Fatalf("%s: the SDK sent headers %v", name, m.Header)
+	}
+}
+
+// TestCloudEventsToSDK reads an event as Souk's relay publishes it with
+// the SDK's NATS JetStream binding and checks that the SDK sees a valid
+// binary-mode CloudEvent with every attribute and the data Souk wrote.
+func TestCloudEventsToSDK(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+		sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+		ctx := trace.ContextWithRemoteSpanContext(context.Background(),
+			trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+		wire, err := e.nc.SubscribeSync(e.typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sent Event
+		err = e.outbox.Do(ctx, func(*sql.Tx) ([]Event, error) {
+			sent, err = New(ctx, e.typ, "order-1", map[string]any{"n": 1, "note": "ünïcode"})
+			return []Event{sent}, err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.startRelay(t)
+		m, err := wire.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get(hdrTraceParent) == "" {
+			t.Fatalf("the relay's message has no traceparent: %v", m.Header)
+		}
+
+		msg := cejs.NewMessage(m)
+		if enc := msg.ReadEncoding(); enc != binding.EncodingBinary {
+			t.Fatalf("the SDK reads Souk's message as %v, want binary", enc)
+		}
+		got, err := binding.ToEvent(context.Background(), msg)
+		if err != nil {
+			t.Fatalf("the SDK cannot read Souk's message (headers %v): %v", m.Header, err)
+		}
+		if err := got.Validate(); err != nil {
+			t.Fatalf("the SDK's validation of Souk's event: %v", err)
+		}
+		want := []struct {
+			attr      string
+			got, want any
+		}{
+			{"specversion", got.SpecVersion(), "1.0"},
+			{"id", got.ID(), sent.ID},
+			{"source", got.Source(), sent.Source},
+			{"type", got.Type(), sent.Type},
+			{"subject", got.Subject(), "order-1"},
+			{"time", got.Time().UTC(), sent.Time},
+			{"datacontenttype", got.DataContentType(), "application/json"},
+			{"dataschema", got.DataSchema(), ""},
+			{"extensions", len(got.Extensions()), 0},
+		}
+		for _, w := range want {
+			if w.got != w.want {
+				t.Errorf("%s: the SDK read %v, Souk wrote %v", w.attr, w.got, w.want)
+			}
+		}
+		if !bytes.Equal(got.Data(), sent.Data) {
+			t.Errorf("data: the SDK read %s, Souk wrote %s", got.Data(), sent.Data)
+		}
+		var d struct{ Note string }
+		if err := got.DataAs(&d); err != nil || d.Note != "ünïcode" {
+			t.Errorf("the SDK's DataAs: %+v, %v", d, err)
+		}
+	})
+}
 
 // TestCloudEventsWireForm pins the headers of Souk's own events: the relay
 // publishes exactly these, the broker dedupes by Nats-Msg-Id, and
