@@ -24,7 +24,9 @@ const (
 	TooLarge         Code = "too_large"          // 413
 	Unprocessable    Code = "unprocessable"      // 422: well-formed but cannot be applied
 	TooManyRequests  Code = "too_many_requests"  // 429
+	HeadersTooLarge  Code = "headers_too_large"  // 431
 	Internal         Code = "internal"           // 500: a bug or an unexpected failure; details stay in the log
+	NotImplemented   Code = "not_implemented"    // 501: a feature of HTTP the server does not support
 	BadGateway       Code = "bad_gateway"        // 502: an upstream answered badly
 	Unavailable      Code = "unavailable"        // 503: a dependency is down; try again later
 	Timeout          Code = "timeout"            // 504: an upstream did not answer in time
@@ -40,7 +42,9 @@ var statuses = map[Code]int{
 	TooLarge:         http.StatusRequestEntityTooLarge,
 	Unprocessable:    http.StatusUnprocessableEntity,
 	TooManyRequests:  http.StatusTooManyRequests,
+	HeadersTooLarge:  http.StatusRequestHeaderFieldsTooLarge,
 	Internal:         http.StatusInternalServerError,
+	NotImplemented:   http.StatusNotImplemented,
 	BadGateway:       http.StatusBadGateway,
 	Unavailable:      http.StatusServiceUnavailable,
 	Timeout:          http.StatusGatewayTimeout,
@@ -156,6 +160,11 @@ func Write(w http.ResponseWriter, err error) {
 		RequestID: w.Header().Get("X-Request-Id"),
 	}
 	h := w.Header()
+	if status == http.StatusUnauthorized && h.Get("WWW-Authenticate") == "" {
+		// RFC 9110 15.5.2: a 401 names the scheme that would work. A
+		// caller that knows more (an invalid token) sets its own first.
+		h.Set("WWW-Authenticate", `Bearer realm="souk"`)
+	}
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Length")

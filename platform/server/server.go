@@ -51,7 +51,7 @@ func Listen(addr string, h http.Handler, log *slog.Logger, cfg Config) (*Server,
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	return &Server{
-		ln:       ln,
+		ln:       problemListener{ln},
 		shutdown: cfg.ShutdownTimeout,
 		srv: &http.Server{
 			Handler:           h,

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -223,16 +225,64 @@ func TestServerLimits(t *testing.T) {
 		}
 	})
 
-	t.Run("oversized headers get 431", func(t *testing.T) {
-		req, _ := http.NewRequest("GET", srv.URL()+"/things/7", nil)
-		req.Header.Set("X-Big", strings.Repeat("x", 8<<10))
-		resp, err := http.DefaultClient.Do(req)
+	// net/http answers these itself, before any handler; they still come
+	// as problem+json.
+	for _, c := range []struct {
+		name, request string
+		status        int
+		code          problem.Code
+	}{
+		{"oversized headers", "GET /things/7 HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("x", 8<<10) + "\r\n\r\n", 431, problem.HeadersTooLarge},
+		{"no Host header", "GET /things/7 HTTP/1.1\r\n\r\n", 400, problem.Invalid},
+		{"a malformed request line", "GET\r\n\r\n", 400, problem.Invalid},
+		{"an unknown transfer coding", "POST /things HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: zip\r\n\r\n", 501, problem.NotImplemented},
+		{"HTTP/2.0 on HTTP/1", "GET /things/7 HTTP/2.0\r\nHost: x\r\n\r\n", 505, problem.Invalid},
+	} {
+		t.Run(c.name+" get problem+json", func(t *testing.T) {
+			conn, err := net.Dial("tcp", srv.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprint(conn, c.request)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("reading the answer to %q: %v", c.request[:min(len(c.request), 40)], err)
+			}
+			defer resp.Body.Close()
+			var p problem.Body
+			err = json.NewDecoder(resp.Body).Decode(&p)
+			if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/problem+json" || err != nil ||
+				p.Status != c.status || p.Code != c.code || p.Detail == "" {
+				t.Fatalf("%s: status %d, Content-Type %q, body %+v (%v); want %d problem+json with code %s",
+					c.name, resp.StatusCode, resp.Header.Get("Content-Type"), p, err, c.status, c.code)
+			}
+		})
+	}
+
+	t.Run("a handler's plain-text answer is left alone", func(t *testing.T) {
+		rt := newTestRouter(io.Discard)
+		rt.HandleHTTP("GET /text", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(400)
+			io.WriteString(w, "400 Bad Request")
+		}))
+		plain, err := Listen("127.0.0.1:0", rt, slog.New(slog.DiscardHandler), DefaultConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
+		go plain.Serve()
+		defer plain.Shutdown(context.Background())
+		resp, err := http.Get(plain.URL() + "/text")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-			t.Fatalf("status %d, want 431", resp.StatusCode)
+		if resp.StatusCode != 400 || string(b) != "400 Bad Request" || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+			t.Fatalf("a handler's own answer was changed: %d %q %v", resp.StatusCode, b, resp.Header)
 		}
 	})
 
@@ -271,4 +321,43 @@ func TestServerLimits(t *testing.T) {
 			t.Fatalf("Shutdown: %v", err)
 		}
 	})
+}
+
+func TestWriteCacheable(t *testing.T) {
+	serve := func(ifNoneMatch ...string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "/things/7", nil)
+		for _, v := range ifNoneMatch {
+			r.Header.Add("If-None-Match", v)
+		}
+		rec := httptest.NewRecorder()
+		WriteCacheable(rec, r, "public, max-age=5", map[string]string{"name": "lamp"})
+		return rec
+	}
+	first := serve()
+	etag := first.Header().Get("ETag")
+	if first.Code != 200 || len(etag) < 10 || etag[0] != '"' || first.Header().Get("Cache-Control") != "public, max-age=5" ||
+		first.Header().Get("Content-Length") != strconv.Itoa(first.Body.Len()) {
+		t.Fatalf("first answer: %d %v %q", first.Code, first.Header(), first.Body)
+	}
+	if again := serve(); again.Header().Get("ETag") != etag {
+		t.Fatalf("the same body got another tag: %s, then %s", etag, again.Header().Get("ETag"))
+	}
+	for _, c := range []struct {
+		ifNoneMatch []string
+		status      int
+	}{
+		{[]string{etag}, 304},
+		{[]string{"W/" + etag}, 304}, // weak comparison: what a compressing proxy sends back
+		{[]string{`"other", ` + etag}, 304},
+		{[]string{`"other"`, etag}, 304},
+		{[]string{"*"}, 304},
+		{[]string{`"other"`}, 200},
+		{[]string{strings.Trim(etag, `"`)}, 200}, // not a quoted tag
+	} {
+		rec := serve(c.ifNoneMatch...)
+		if rec.Code != c.status || rec.Header().Get("ETag") != etag || (c.status == 304) != (rec.Body.Len() == 0) {
+			t.Errorf("If-None-Match %q: %d with %d bytes and ETag %q; want %d, ETag %s",
+				c.ifNoneMatch, rec.Code, rec.Body.Len(), rec.Header().Get("ETag"), c.status, etag)
+		}
+	}
 }
