@@ -89,6 +89,7 @@ type upCmd struct {
 	NATSListen    string        `name:"nats-listen" default:"127.0.0.1:4223" help:"Where the embedded NATS accepts other processes (empty: in-process only). Not 4222, so it never clashes with a NATS you already run."`
 	Timeout       time.Duration `help:"Gateway: how long a forwarded request may take (default: the gateway config's, 5s)."`
 	GatewayConfig string        `help:"Gateway routes, policies and limits, YAML or JSON (default: the built-in services/gateway/default.yaml)." type:"existingfile"`
+	CORSOrigins   []string      `name:"cors-origins" help:"Gateway: origins whose pages may call every route without CORS settings of its own (a storefront served elsewhere, e.g. http://localhost:5173); comma-separated."`
 	AdminEmail    string        `default:"admin@souk.local" help:"The admin account made at first start."`
 	AdminPassword string        `help:"Its password (default: a random one, printed once at first start); if set, it replaces the account's password."`
 	TraceSample   float64       `default:"1" help:"The share of requests traced (0 to 1); souk up keeps them all, for /debug/traces."`
@@ -128,6 +129,7 @@ type serveCmd struct {
 	Data             string        `default:".souk" help:"Directory for the default SQLite file."`
 	Timeout          time.Duration `help:"Gateway: how long a forwarded request may take (default: the config's, 5s)."`
 	Config           string        `help:"Gateway: routes, policies and limits, YAML or JSON (default: the built-in one)." type:"existingfile"`
+	CORSOrigins      []string      `name:"cors-origins" help:"Gateway: origins whose pages may call every route without CORS settings of its own; comma-separated."`
 	AdminEmail       string        `help:"Users: make sure this admin account exists."`
 	AdminPassword    string        `help:"Users: the admin's password; required with --admin-email."`
 	RegistryTTL      time.Duration `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
@@ -227,8 +229,9 @@ func envResolver(getenv func(string) string) kong.Resolver {
 	})
 }
 
-// gatewayConfig loads the gateway's configuration and applies --timeout.
-func gatewayConfig(path string, timeout time.Duration) (gateway.Config, error) {
+// gatewayConfig loads the gateway's configuration and applies --timeout
+// and --cors-origins.
+func gatewayConfig(path string, timeout time.Duration, corsOrigins []string) (gateway.Config, error) {
 	cfg, err := gateway.LoadConfig(path)
 	if err != nil {
 		return cfg, err
@@ -236,11 +239,14 @@ func gatewayConfig(path string, timeout time.Duration) (gateway.Config, error) {
 	if timeout > 0 {
 		cfg.Defaults.Timeout = timeout
 	}
+	if len(corsOrigins) > 0 {
+		cfg.Defaults.CORS = &gateway.CORS{Origins: corsOrigins, MaxAge: 10 * time.Minute}
+	}
 	return cfg, nil
 }
 
 func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
-	gw, err := gatewayConfig(u.GatewayConfig, u.Timeout)
+	gw, err := gatewayConfig(u.GatewayConfig, u.Timeout, u.CORSOrigins)
 	if err != nil {
 		return err
 	}
@@ -304,7 +310,7 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 			// with bench/gateway).
 			debug.SetGCPercent(400)
 		}
-		gw, err := gatewayConfig(s.Config, s.Timeout)
+		gw, err := gatewayConfig(s.Config, s.Timeout, s.CORSOrigins)
 		if err != nil {
 			return err
 		}

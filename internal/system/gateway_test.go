@@ -3,6 +3,7 @@ package system
 import (
 	"context"
 	"crypto/ed25519"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -264,15 +265,28 @@ func TestRateLimit(t *testing.T) {
 	start := time.Now()
 	accepted, limited := 0, 0
 	var sample response
+	remaining := regexp.MustCompile(`^"address";r=(\d+);t=(\d+)$`)
 	for i := range 2 * rate * seconds {
 		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / (2 * rate))))
 		r := call(t, "GET", gw+"/api/echo/x", "")
+		// Every answer, success or not, tells the client its limit and
+		// what is left of it (draft-ietf-httpapi-ratelimit-headers).
+		if p := r.header.Get("RateLimit-Policy"); p != `"address";q=10;w=1` {
+			t.Fatalf("answer %d: RateLimit-Policy %q, want \"address\";q=10;w=1", i, p)
+		}
+		m := remaining.FindStringSubmatch(r.header.Get("RateLimit"))
+		if m == nil {
+			t.Fatalf("answer %d: RateLimit %q", i, r.header.Get("RateLimit"))
+		}
 		switch r.status {
 		case 200:
 			accepted++
 		case 429:
 			limited++
 			sample = r
+			if m[1] != "0" {
+				t.Fatalf("a 429 says %s requests remain", m[1])
+			}
 		default:
 			t.Fatalf("status %d", r.status)
 		}
@@ -285,8 +299,8 @@ func TestRateLimit(t *testing.T) {
 	if accepted < rate*seconds {
 		t.Fatalf("only %d accepted: the limit bites below its rate", accepted)
 	}
-	if sample.header.Get("Retry-After") == "" || sample.header.Get("RateLimit-Limit") == "" {
-		t.Fatalf("429 without Retry-After and RateLimit headers: %v", sample.header)
+	if sample.header.Get("Retry-After") == "" {
+		t.Fatalf("429 without Retry-After: %v", sample.header)
 	}
 	sample.problem(t)
 }
@@ -371,4 +385,51 @@ func TestResilience(t *testing.T) {
 			t.Fatalf("after the two finished: %d", r.status)
 		}
 	})
+}
+
+// TestCatalogCaching follows a catalog read through the gateway: it
+// carries an ETag and Cache-Control, a matching If-None-Match gets 304
+// without a body (also for the weak tag of a compressed answer), and a
+// change of the product changes the tag.
+func TestCatalogCaching(t *testing.T) {
+	sys := startSystem(t, t.TempDir(), io.Discard, nil)
+	t.Cleanup(func() { sys.Shutdown(context.Background()) })
+	gw := sys.URLs[gateway.Name]
+	admin := bearer(login(t, gw, adminEmail, adminPassword))
+	var id string
+	for i := range 12 { // a page of more than 1 KiB
+		body := fmt.Sprintf(`{"name":"Brass Lamp %d","description":"warm light from a lamp of brass","price":{"amount":4999,"currency":"EUR"}}`, i)
+		r := call(t, "POST", gw+"/api/products", body, admin...)
+		if r.status != 201 {
+			t.Fatalf("create a product: %d %s", r.status, r.body)
+		}
+		id = r.json(t)["id"].(string)
+	}
+
+	product := gw + "/api/products/" + id
+	first := call(t, "GET", product, "")
+	etag := first.header.Get("ETag")
+	if first.status != 200 || !strings.HasPrefix(etag, `"`) || first.header.Get("Cache-Control") == "" {
+		t.Fatalf("GET a product: %d, ETag %q, Cache-Control %q", first.status, etag, first.header.Get("Cache-Control"))
+	}
+	if r := call(t, "GET", product, "", "If-None-Match", etag); r.status != 304 || len(r.body) != 0 || r.header.Get("ETag") != etag {
+		t.Fatalf("GET with If-None-Match %s: %d, %d bytes, ETag %q; want 304, none, the same tag", etag, r.status, len(r.body), r.header.Get("ETag"))
+	}
+
+	list := gw + "/api/products?limit=50"
+	page := call(t, "GET", list, "", "Accept-Encoding", "gzip")
+	weak := page.header.Get("ETag")
+	if page.status != 200 || page.header.Get("Content-Encoding") != "gzip" || !strings.HasPrefix(weak, `W/"`) {
+		t.Fatalf("GET the list with Accept-Encoding gzip: %d, Content-Encoding %q, ETag %q", page.status, page.header.Get("Content-Encoding"), weak)
+	}
+	if r := call(t, "GET", list, "", "Accept-Encoding", "gzip", "If-None-Match", weak); r.status != 304 || len(r.body) != 0 {
+		t.Fatalf("GET the list with the compressed answer's tag: %d with %d bytes, want 304", r.status, len(r.body))
+	}
+
+	if r := call(t, "PATCH", product, `{"price":{"amount":5999,"currency":"EUR"}}`, admin...); r.status != 200 {
+		t.Fatalf("PATCH: %d %s", r.status, r.body)
+	}
+	if r := call(t, "GET", product, "", "If-None-Match", etag); r.status != 200 || r.header.Get("ETag") == etag {
+		t.Fatalf("GET with the old tag after a change: %d, ETag %q; want 200 and a new tag", r.status, r.header.Get("ETag"))
+	}
 }

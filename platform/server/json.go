@@ -1,11 +1,14 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/souk-shop/souk/platform/problem"
@@ -88,9 +91,60 @@ func typeName(t string) string {
 	return t
 }
 
-// WriteJSON writes v as the JSON body of a response with the given status.
+// WriteJSON writes v as the JSON body of a response with the given status,
+// with its length, so that the body goes out in one piece and a proxy can
+// tell a small answer from a stream.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	b, err := json.Marshal(v)
+	if err != nil {
+		problem.Write(w, problem.Wrap(problem.Internal, err, "encode the answer"))
+		return
+	}
+	writeJSONBytes(w, status, append(b, '\n'))
+}
+
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(b)
+}
+
+// WriteCacheable writes v as a 200 JSON answer that caches may keep as
+// cacheControl says, with an ETag made from the body: the same body has the
+// same tag on every instance. A request whose If-None-Match names the tag
+// gets 304 Not Modified and no body.
+func WriteCacheable(w http.ResponseWriter, r *http.Request, cacheControl string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		problem.Write(w, problem.Wrap(problem.Internal, err, "encode the answer"))
+		return
+	}
+	b = append(b, '\n')
+	sum := sha256.Sum256(b)
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	h := w.Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", cacheControl)
+	if noneMatch(r.Header.Values("If-None-Match"), etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	writeJSONBytes(w, http.StatusOK, b)
+}
+
+// noneMatch reports whether an If-None-Match header names etag, compared
+// weakly as RFC 9110 13.1.2 says: W/"x" matches "x" (a proxy that
+// compresses an answer makes its tag weak).
+func noneMatch(values []string, etag string) bool {
+	for _, v := range values {
+		for tag := range strings.SplitSeq(v, ",") {
+			tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+			if tag == "*" || tag == etag {
+				return true
+			}
+		}
+	}
+	return false
 }

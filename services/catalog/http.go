@@ -110,9 +110,15 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	server.WriteJSON(w, http.StatusOK, p)
+	server.WriteCacheable(w, r, readCaching, p)
 	return nil
 }
+
+// readCaching is how long browsers and caches may reuse a catalog read
+// before they ask again (with If-None-Match, for a 304 if nothing
+// changed): a price seen 5 s late is harmless, since orders take the
+// current one from the catalog.
+const readCaching = "public, max-age=5"
 
 func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	q, err := server.ParsePageQuery(r)
@@ -127,7 +133,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	server.WriteJSON(w, http.StatusOK, server.NewPage(products, q, func(p Product) string { return p.ID }))
+	server.WriteCacheable(w, r, readCaching, server.NewPage(products, q, func(p Product) string { return p.ID }))
 	return nil
 }
 

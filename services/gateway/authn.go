@@ -74,7 +74,49 @@ func NewAuthenticator(ctx context.Context, jwksURL string, client *http.Client, 
 // authError is a refusal with a reason for the metrics.
 func (a *Authenticator) authError(reason, detail string) error {
 	a.fails.WithLabelValues(reason).Inc()
-	return problem.New(problem.Unauthorized, "%s", detail)
+	code := "invalid_token"
+	if reason == "malformed" {
+		code = "invalid_request"
+	}
+	return &credentialError{oauthCode: code, err: problem.New(problem.Unauthorized, "%s", detail)}
+}
+
+// credentialError is a credential that was sent and is wrong, with its
+// RFC 6750 error code for the WWW-Authenticate challenge.
+type credentialError struct {
+	oauthCode string // invalid_request or invalid_token
+	err       *problem.Error
+}
+
+func (e *credentialError) Error() string { return e.err.Error() }
+func (e *credentialError) Unwrap() error { return e.err }
+
+// challenge sets the WWW-Authenticate header of a refusal (RFC 6750, 3):
+// on a 401, the Bearer scheme, with an error code only when a credential
+// was sent and is wrong; on a 403 for want of a role, insufficient_scope.
+func challenge(h http.Header, err error) {
+	const scheme = `Bearer realm="souk"`
+	if ce, ok := errors.AsType[*credentialError](err); ok {
+		h.Set("WWW-Authenticate", scheme+`, error="`+ce.oauthCode+`", error_description="`+quotable(ce.err.Detail)+`"`)
+		return
+	}
+	switch problem.CodeOf(err) {
+	case problem.Unauthorized:
+		h.Set("WWW-Authenticate", scheme)
+	case problem.Forbidden:
+		h.Set("WWW-Authenticate", scheme+`, error="insufficient_scope"`)
+	}
+}
+
+// quotable keeps what RFC 6750 allows in error_description: printable
+// ASCII but the quote and the backslash.
+func quotable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // Authenticate returns the identity the request's credentials prove, or

@@ -32,6 +32,9 @@ type Defaults struct {
 	MaxBodyBytes int64         `yaml:"max_body_bytes"`
 	StripPrefix  string        `yaml:"strip_prefix"`
 	RateLimit    RateLimits    `yaml:"rate_limit"`
+	// CORS, if set, lets browsers on other origins call every route that
+	// has no cors of its own (a storefront on its own origin, say).
+	CORS *CORS `yaml:"cors"`
 }
 
 // RateLimits are token buckets per client address, per user and per API
@@ -159,6 +162,9 @@ func (d Defaults) validate() error {
 	case d.StripPrefix != "" && !strings.HasPrefix(d.StripPrefix, "/"):
 		return errors.New("strip_prefix: must start with /")
 	}
+	if err := d.CORS.validate(); err != nil {
+		return err
+	}
 	return d.RateLimit.validate("rate_limit")
 }
 
@@ -203,10 +209,17 @@ func (r *Route) validate() error {
 			return err
 		}
 	}
-	if r.CORS != nil && len(r.CORS.Origins) == 0 {
+	return r.CORS.validate()
+}
+
+func (c *CORS) validate() error {
+	if c == nil {
+		return nil
+	}
+	if len(c.Origins) == 0 {
 		return errors.New("cors.origins: list the origins allowed, or \"*\"")
 	}
-	if r.CORS != nil && r.CORS.Credentials && slices.Contains(r.CORS.Origins, "*") {
+	if c.Credentials && slices.Contains(c.Origins, "*") {
 		return errors.New("cors: credentials cannot go with origin \"*\"")
 	}
 	return nil
@@ -227,6 +240,9 @@ func (r Route) withDefaults(d Defaults) Route {
 	if r.RateLimit == nil {
 		rl := d.RateLimit
 		r.RateLimit = &rl
+	}
+	if r.CORS == nil {
+		r.CORS = d.CORS
 	}
 	return r
 }

@@ -69,6 +69,23 @@ func newFixture(t testing.TB) *fixture { return newFixtureLimited(t, false, nil)
 // newFixtureLimited is newFixture, with rate limits that never trigger if
 // limits, and traced with tp if it is not nil.
 func newFixtureLimited(t testing.TB, limits bool, tp trace.TracerProvider) *fixture {
+	cfg := DefaultConfig()
+	if !limits {
+		cfg.Defaults.RateLimit = RateLimits{}
+		for i := range cfg.Routes {
+			cfg.Routes[i].RateLimit = nil
+		}
+	} else {
+		huge := &Limit{RPS: 1e9, Burst: 1e9}
+		cfg.Defaults.RateLimit = RateLimits{Address: huge, User: huge, Key: huge}
+	}
+	return newFixtureTraced(t, cfg, tp)
+}
+
+// newFixtureConfig is a fixture of the gateway configured with cfg.
+func newFixtureConfig(t testing.TB, cfg Config) *fixture { return newFixtureTraced(t, cfg, nil) }
+
+func newFixtureTraced(t testing.TB, cfg Config, tp trace.TracerProvider) *fixture {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	key := auth.SigningKey{ID: "k1", Private: priv}
 	token, err := key.Sign("u1", auth.RoleCustomer, time.Now())
@@ -90,16 +107,6 @@ func newFixtureLimited(t testing.TB, limits bool, tp trace.TracerProvider) *fixt
 	}
 	log := slog.New(slog.DiscardHandler)
 	rec := &recorder{}
-	cfg := DefaultConfig()
-	if !limits {
-		cfg.Defaults.RateLimit = RateLimits{}
-		for i := range cfg.Routes {
-			cfg.Routes[i].RateLimit = nil
-		}
-	} else {
-		huge := &Limit{RPS: 1e9, Burst: 1e9}
-		cfg.Defaults.RateLimit = RateLimits{Address: huge, User: huge, Key: huge}
-	}
 	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(prometheus.NewRegistry()))
 	g := New(cfg, a, NewRateLimiter(t.Context(), func() int { return 1 }), rec, prometheus.NewRegistry(), log)
 	if tp != nil {

@@ -124,6 +124,7 @@ func (g *Gateway) handler(rt *route) http.Handler {
 			}
 		}
 		if err != nil {
+			challenge(w.Header(), err)
 			problem.Write(w, err)
 			return
 		}
@@ -169,27 +170,12 @@ func checkPath(u *url.URL) error {
 
 // allow takes a token from each of the caller's buckets for the route: its
 // address always, its user if it signed in with a token, its key if it used
-// an API key. It writes the 429 itself when one is empty.
+// an API key. Every answer says, in RateLimit-Policy and RateLimit
+// (draft-ietf-httpapi-ratelimit-headers), what each bucket allows and has
+// left, so that clients can pace themselves; allow writes the 429 itself
+// when one is empty.
 func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, rt *route, label string, id auth.Identity) bool {
 	rl := rt.RateLimit
-	check := func(by, who string, lim *Limit) bool {
-		if lim == nil || who == "" {
-			return true
-		}
-		d := g.limiter.Allow(rt.index, by, who, *lim)
-		if d.Allowed {
-			return true
-		}
-		g.limited.WithLabelValues(label, by).Inc()
-		h := w.Header()
-		retry := strconv.Itoa(int(math.Ceil(d.RetryAfter.Seconds())))
-		h.Set("Retry-After", retry)
-		h.Set("RateLimit-Limit", strconv.Itoa(d.Limit))
-		h.Set("RateLimit-Remaining", "0")
-		h.Set("RateLimit-Reset", retry)
-		problem.Write(w, problem.New(problem.TooManyRequests, "rate limit per %s exceeded; retry in %s", by, d.RetryAfter.Round(time.Millisecond)))
-		return false
-	}
 	var user, key string
 	switch id.Method {
 	case "jwt":
@@ -197,7 +183,39 @@ func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, rt *route, label
 	case "api-key":
 		key = id.KeyPrefix
 	}
-	return check("address", clientIP(r), rl.Address) && check("user", user, rl.User) && check("key", key, rl.Key)
+	var policies, limits []byte
+	for _, c := range [...]struct {
+		by, who string
+		lim     *Limit
+	}{{"address", clientIP(r), rl.Address}, {"user", user, rl.User}, {"key", key, rl.Key}} {
+		if c.lim == nil || c.who == "" {
+			continue
+		}
+		d := g.limiter.Allow(rt.index, c.by, c.who, *c.lim)
+		if len(policies) > 0 {
+			policies, limits = append(policies, ", "...), append(limits, ", "...)
+		}
+		policies = append(policies, d.Policy...)
+		limits = strconv.AppendQuote(limits, c.by)
+		limits = strconv.AppendInt(append(limits, ";r="...), int64(d.Remaining), 10)
+		limits = strconv.AppendInt(append(limits, ";t="...), int64(math.Ceil(d.Reset.Seconds())), 10)
+		if d.Allowed {
+			continue
+		}
+		g.limited.WithLabelValues(label, c.by).Inc()
+		h := w.Header()
+		h["Ratelimit-Policy"] = []string{string(policies)}
+		h["Ratelimit"] = []string{string(limits)}
+		h["Retry-After"] = []string{strconv.Itoa(int(math.Ceil(d.RetryAfter.Seconds())))}
+		problem.Write(w, problem.New(problem.TooManyRequests, "rate limit per %s exceeded; retry in %s", c.by, d.RetryAfter.Round(time.Millisecond)))
+		return false
+	}
+	if len(policies) > 0 {
+		h := w.Header()
+		h["Ratelimit-Policy"] = []string{string(policies)}
+		h["Ratelimit"] = []string{string(limits)}
+	}
+	return true
 }
 
 // clientIP is the address the connection came from: the gateway is the
@@ -238,39 +256,59 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	problem.Write(w, p)
 }
 
-// preflight answers a CORS preflight for path from the CORS settings of the
-// routes on it.
+// preflight answers a CORS preflight for path with what the real request
+// would get: the method asked for must be routed on path with CORS that
+// allows the origin, and the methods allowed are those whose routes allow
+// it too, so that a browser never sends a request whose answer it may not
+// read.
 func (g *Gateway) preflight(path string) http.Handler {
-	var cors *CORS
+	byMethod := map[string]*route{}
 	var methods []string
 	for _, r := range g.routes {
 		if r.Path == path {
-			methods = append(methods, r.Methods...)
-			if cors == nil {
-				cors = r.CORS
+			for _, m := range r.Methods {
+				byMethod[m] = r
+				methods = append(methods, m)
 			}
 		}
 	}
-	allowMethods := strings.Join(methods, ", ")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		if !corsHeaders(h, r, cors) {
-			problem.Write(w, problem.New(problem.Forbidden, "origin %q may not call this API", r.Header.Get("Origin")))
-			return
-		}
 		want := r.Header.Get("Access-Control-Request-Method")
-		if !slices.Contains(methods, want) {
-			problem.Write(w, problem.New(problem.MethodNotAllowed, "%q is not allowed here; allowed: %s", want, allowMethods))
+		rt, ok := byMethod[want]
+		if !ok {
+			problem.Write(w, problem.New(problem.MethodNotAllowed, "%q is not allowed here; allowed: %s", want, strings.Join(methods, ", ")))
 			return
 		}
-		h.Set("Access-Control-Allow-Methods", allowMethods)
-		allowHeaders := append([]string{"Authorization", "Content-Type", "X-API-Key", "X-Request-Id"}, cors.Headers...)
-		h.Set("Access-Control-Allow-Headers", strings.Join(allowHeaders, ", "))
-		if cors.MaxAge > 0 {
-			h.Set("Access-Control-Max-Age", strconv.Itoa(int(cors.MaxAge.Seconds())))
+		h := w.Header()
+		if rt.CORS == nil || !corsHeaders(h, r, rt.CORS) {
+			problem.Write(w, problem.New(problem.Forbidden, "origin %q may not call %s %s", r.Header.Get("Origin"), want, path))
+			return
+		}
+		var allowed []string
+		for _, m := range methods {
+			if c := byMethod[m].CORS; c != nil && c.allows(r.Header.Get("Origin")) {
+				allowed = append(allowed, m)
+			}
+		}
+		h.Set("Access-Control-Allow-Methods", strings.Join(allowed, ", "))
+		h.Set("Access-Control-Allow-Headers", strings.Join(append(corsRequestHeaders, rt.CORS.Headers...), ", "))
+		if rt.CORS.MaxAge > 0 {
+			h.Set("Access-Control-Max-Age", strconv.Itoa(int(rt.CORS.MaxAge.Seconds())))
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// corsRequestHeaders are the request headers a browser may send to any
+// route with CORS: what this API reads beyond the CORS-safelisted ones.
+var corsRequestHeaders = []string{"Authorization", "Content-Type", "X-API-Key", "X-Request-Id", "Idempotency-Key", "If-None-Match"}
+
+// corsExposed are the response headers a page may read.
+const corsExposed = "Location, ETag, Retry-After, RateLimit, RateLimit-Policy, WWW-Authenticate, X-Request-Id"
+
+// allows reports whether origin may call a route with these settings.
+func (c *CORS) allows(origin string) bool {
+	return origin != "" && (slices.Contains(c.Origins, "*") || slices.Contains(c.Origins, origin))
 }
 
 // corsHeaders sets the response headers for an allowed origin and reports
@@ -281,17 +319,17 @@ func corsHeaders(h http.Header, r *http.Request, c *CORS) bool {
 		return false
 	}
 	h.Add("Vary", "Origin")
-	if !slices.Contains(c.Origins, "*") && !slices.Contains(c.Origins, origin) {
+	if !c.allows(origin) {
 		return false
 	}
-	if c.Credentials {
+	if c.Credentials || !slices.Contains(c.Origins, "*") {
 		h.Set("Access-Control-Allow-Origin", origin)
-		h.Set("Access-Control-Allow-Credentials", "true")
-	} else if slices.Contains(c.Origins, "*") {
-		h.Set("Access-Control-Allow-Origin", "*")
 	} else {
-		h.Set("Access-Control-Allow-Origin", origin)
+		h.Set("Access-Control-Allow-Origin", "*")
 	}
-	h.Set("Access-Control-Expose-Headers", "Location, Retry-After, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, X-Request-Id")
+	if c.Credentials {
+		h.Set("Access-Control-Allow-Credentials", "true")
+	}
+	h.Set("Access-Control-Expose-Headers", corsExposed)
 	return true
 }

@@ -64,9 +64,23 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if resp.StatusCode >= 500 {
 		trace.SpanFromContext(ctx).SetStatus(codes.Error, resp.Status) // the call's span
 	}
-	copyResponseHeader(w.Header(), resp.Header, *rt.StripPrefix)
-	w.WriteHeader(resp.StatusCode)
-	if err := copyBody(w, resp.Body, resp.ContentLength < 0); err != nil {
+	h := w.Header()
+	copyResponseHeader(h, resp.Header, *rt.StripPrefix)
+	coding, varies := encoding(r, resp)
+	if varies {
+		h.Add("Vary", "Accept-Encoding")
+	}
+	if coding == "" {
+		w.WriteHeader(resp.StatusCode)
+		var rc *http.ResponseController
+		if resp.ContentLength < 0 { // maybe a stream: each piece goes on as it comes
+			rc = http.NewResponseController(w)
+		}
+		err = copyBody(w, resp.Body, rc)
+	} else {
+		err = compressBody(w, resp, coding)
+	}
+	if err != nil {
 		// The status line is out; only cutting the connection tells the
 		// client that the body is not whole.
 		if !errors.Is(err, context.Canceled) {
@@ -172,17 +186,22 @@ func copyResponseHeader(dst, src http.Header, prefix string) {
 	}
 }
 
-// copyBody copies body to w through a pooled buffer, flushing the header
-// and then each write if flush (a body of unknown length may be a stream). The error is
-// the first of reading or writing.
-func copyBody(w http.ResponseWriter, body io.Reader, flush bool) error {
+// copyBody copies body to w through a pooled buffer. With rc, it flushes
+// the header at once and then each write: a body of unknown length may be
+// a stream. The error is the first of reading or writing.
+func copyBody(w io.Writer, body io.Reader, rc *http.ResponseController) error {
 	bp := buffers.Get().(*[]byte)
 	defer buffers.Put(bp)
 	buf := *bp
-	rc := http.NewResponseController(w)
-	if flush {
-		// A stream's first event may be a while: the status goes now.
+	flush := func() error {
 		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
+		}
+		return nil
+	}
+	if rc != nil {
+		// A stream's first event may be a while: the status goes now.
+		if err := flush(); err != nil {
 			return err
 		}
 	}
@@ -192,8 +211,8 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool) error {
 			if _, err := w.Write(buf[:n]); err != nil {
 				return err
 			}
-			if flush {
-				if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			if rc != nil {
+				if err := flush(); err != nil {
 					return err
 				}
 			}
@@ -205,6 +224,24 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool) error {
 			return rerr
 		}
 	}
+}
+
+// compressBody sends resp's body compressed with coding. The tag of the
+// compressed body, another representation, is weak (RFC 9110 8.8.1): a
+// client's If-None-Match still matches it, compared weakly, upstream.
+func compressBody(w http.ResponseWriter, resp *http.Response, coding string) error {
+	h := w.Header()
+	delete(h, "Content-Length")
+	h["Content-Encoding"] = []string{coding}
+	if etag := h.Get("ETag"); strings.HasPrefix(etag, `"`) {
+		h["Etag"] = []string{"W/" + etag}
+	}
+	w.WriteHeader(resp.StatusCode)
+	cw := newCompressor(coding, w)
+	if err := copyBody(cw, resp.Body, nil); err != nil {
+		return err
+	}
+	return cw.Close()
 }
 
 // buffers holds the 32 KiB buffers bodies are copied through.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"hash/maphash"
 	"math"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,7 +38,8 @@ type bucketKey struct {
 
 type bucket struct {
 	lim      *rate.Limiter
-	share    int // the replica count its rate was set for
+	share    int    // the replica count its rate was set for
+	policy   string // its RateLimit-Policy item
 	lastUsed atomic.Int64
 }
 
@@ -52,12 +54,19 @@ func NewRateLimiter(ctx context.Context, replicas func() int) *RateLimiter {
 	return l
 }
 
-// Decision is the outcome of Allow, with what the RateLimit headers need
-// when the request is refused.
+// Decision is the outcome of Allow, with what the RateLimit headers
+// (draft-ietf-httpapi-ratelimit-headers) need.
 type Decision struct {
-	Allowed    bool
-	Limit      int           // the bucket's burst, for this replica
-	RetryAfter time.Duration // when a token will be there
+	Allowed bool
+	// Policy is the bucket's RateLimit-Policy item, the same for every
+	// request: "address";q=<burst>;w=<seconds to fill an empty bucket>.
+	Policy string
+	// Remaining is how many requests the bucket allows now, after this one.
+	Remaining int
+	// Reset is how long until the bucket is full again.
+	Reset time.Duration
+	// RetryAfter, when refused, is how long until a token is there.
+	RetryAfter time.Duration
 }
 
 // Allow takes a token from the bucket of who for route and dimension by,
@@ -69,29 +78,43 @@ func (l *RateLimiter) Allow(route int, by, who string, lim Limit) Decision {
 	sh.mu.Lock()
 	b, ok := sh.buckets[key]
 	if !ok {
-		b = &bucket{lim: rate.NewLimiter(share(lim, n)), share: n}
+		r, burst := share(lim, n)
+		b = &bucket{lim: rate.NewLimiter(r, burst), share: n, policy: policyItem(by, r, burst)}
 		sh.buckets[key] = b
 	} else if b.share != n {
 		r, burst := share(lim, n)
 		b.lim.SetLimit(r)
 		b.lim.SetBurst(burst)
-		b.share = n
+		b.share, b.policy = n, policyItem(by, r, burst)
 	}
+	policy := b.policy
 	sh.mu.Unlock()
 	now := time.Now()
 	b.lastUsed.Store(now.UnixNano())
-	if b.lim.AllowN(now, 1) {
-		return Decision{Allowed: true}
+	allowed := b.lim.AllowN(now, 1)
+	// Another request may take a token in between: the figures are advice
+	// to the client, not the limit.
+	tokens := b.lim.TokensAt(now)
+	d := Decision{Allowed: allowed, Policy: policy, Remaining: max(0, int(tokens)),
+		Reset: time.Duration((float64(b.lim.Burst()) - tokens) / float64(b.lim.Limit()) * float64(time.Second))}
+	if !allowed {
+		r := b.lim.ReserveN(now, 1)
+		d.RetryAfter = r.DelayFrom(now)
+		r.CancelAt(now)
 	}
-	r := b.lim.ReserveN(now, 1)
-	d := Decision{Limit: b.lim.Burst(), RetryAfter: r.DelayFrom(now)}
-	r.CancelAt(now)
 	return d
 }
 
 // share is one replica's part of lim.
 func share(lim Limit, n int) (rate.Limit, int) {
 	return rate.Limit(lim.RPS / float64(n)), max(1, int(math.Ceil(float64(lim.Burst)/float64(n))))
+}
+
+// policyItem is a bucket's RateLimit-Policy item: its quota is the burst,
+// its window the time an empty bucket takes to fill.
+func policyItem(by string, r rate.Limit, burst int) string {
+	window := int(math.Ceil(float64(burst) / float64(r)))
+	return strconv.Quote(by) + ";q=" + strconv.Itoa(burst) + ";w=" + strconv.Itoa(max(window, 1))
 }
 
 // sweep forgets buckets unused for ten minutes: a full bucket is the same
