@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
@@ -82,8 +83,15 @@ func serveOne(b *testing.B, fx *fixture, path, auth string) *http.Request {
 // of 1.5 KiB (just over the threshold) and of 15 KiB.
 func BenchmarkCompression(b *testing.B) {
 	fx := newFixture(b)
-	for _, items := range []int{20, 200} {
-		body := `{"items":[` + strings.Repeat(`{"id":"0190b3c4-5e6f-7a8b","name":"Lamp","price":{"amount":4999}},`, items-1) + `{}]}`
+	for _, items := range []int{8, 80} {
+		// Products as catalog lists them: distinct ids, names and prices.
+		var sb strings.Builder
+		for i := range items {
+			sum := sha256.Sum256([]byte{byte(i)})
+			fmt.Fprintf(&sb, `{"id":"%x-%x-7%x","name":"Lamp no. %d","description":"brass, %d cm","price":{"amount":%d,"currency":"EUR"},"created_at":"2026-11-26T14:%02d:05.%06dZ"},`,
+				sum[:4], sum[4:6], sum[6:12], i, 20+i%30, 999+i*37, i%60, int(sum[13])*3907)
+		}
+		body := `{"items":[` + strings.TrimSuffix(sb.String(), ",") + `]}`
 		fx.upstream.respond = func(req *http.Request) (*http.Response, error) {
 			return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
 				Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)), Request: req}, nil

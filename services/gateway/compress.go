@@ -73,12 +73,12 @@ type compressor interface {
 
 var (
 	gzipWriters = sync.Pool{New: func() any {
-		w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+		w, _ := gzip.NewWriterLevel(nil, gzip.StatelessCompression)
 		return w
 	}}
 	zstdWriters = sync.Pool{New: func() any {
 		w, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(1<<20), zstd.WithZeroFrames(true))
+			zstd.WithWindowSize(1<<17), zstd.WithLowerEncoderMem(true), zstd.WithZeroFrames(true))
 		return w
 	}}
 )
