@@ -429,3 +429,22 @@ func jsonEqual(a, b []byte) bool {
 	var ca, cb bytes.Buffer
 	return json.Compact(&ca, a) == nil && json.Compact(&cb, b) == nil && bytes.Equal(ca.Bytes(), cb.Bytes())
 }
+
+// TestEventID checks that a dead letter is listed by its event's id in
+// either mode and in any header case, even when the event is malformed.
+func TestEventID(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		header nats.Header
+		data   string
+	}{
+		{"binary", nats.Header{"ce-specversion": {"1.0"}, "ce-id": {"e1"}}, `{}`},
+		{"binary, other case", nats.Header{"Ce-Specversion": {"1.0"}, "Ce-Id": {"e1"}}, `{}`},
+		{"binary, malformed", nats.Header{"ce-specversion": {"0.3"}, "ce-id": {"e1"}, "Souk-Dead-Reason": {"x"}}, `not json`},
+		{"structured", nats.Header{"Souk-Dead-Reason": {"x"}}, `{"specversion":"1.0","id":"e1","data":{}}`},
+	} {
+		if got := eventID(c.header, []byte(c.data)); got != "e1" {
+			t.Errorf("%s: id %q, want e1", c.name, got)
+		}
+	}
+}

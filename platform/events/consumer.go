@@ -592,7 +592,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, reason strin
 		_ = m.NakWithDelay(c.cfg.Backoff[len(c.cfg.Backoff)-1])
 		return
 	}
-	c.log.Warn("event dead-lettered", "subject", m.Subject(), "id", m.Headers().Get(hdrID), "reason", reason)
+	c.log.Warn("event dead-lettered", "subject", m.Subject(), "id", eventID(m.Headers(), m.Data()), "reason", reason)
 	_ = m.Term()
 }
 

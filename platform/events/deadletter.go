@@ -82,7 +82,7 @@ func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
 		Consumer: h.Get(HdrDeadConsumer),
 		Stream:   h.Get(HdrDeadStream),
 		Subject:  h.Get(HdrDeadSubject),
-		EventID:  h.Get(hdrID),
+		EventID:  eventID(h, m.Data),
 		Reason:   h.Get(HdrDeadReason),
 		Data:     string(m.Data),
 	}

@@ -192,6 +192,18 @@ func Decode(subject string, h nats.Header, data []byte) (Event, error) {
 	return e, nil
 }
 
+// eventID is the id of the message's event as far as it can be read, in
+// either mode, even from a message Decode refuses: what a dead letter is
+// listed by.
+func eventID(h nats.Header, data []byte) string {
+	read := readBinary
+	if structured(h) {
+		read = readStructured
+	}
+	a, _ := read(h, data)
+	return a.id
+}
+
 // structured reports whether a message is in structured content mode. The
 // binding says it is when its content-type is an event format
 // (application/cloudevents…) and binary otherwise; but producers that write
