@@ -1,6 +1,7 @@
 package system
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"slices"
@@ -78,4 +79,34 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			t.Errorf("openapi.yaml describes %s, which the gateway does not route", op)
 		}
 	}
+}
+
+// TestOpenAPIRateLimitHeaders sends requests to real routes with the
+// built-in rate limits, which the other tests turn off, so that call
+// validates the RateLimit headers of answers, success and 429 alike,
+// against openapi.yaml; and checks that they are there to validate.
+func TestOpenAPIRateLimitHeaders(t *testing.T) {
+	cfg := gateway.DefaultConfig()
+	sys := startSystem(t, t.TempDir(), io.Discard, &cfg)
+	t.Cleanup(func() { sys.Shutdown(context.Background()) })
+	gw := sys.URLs[gateway.Name]
+
+	r := call(t, "GET", gw+"/api/products", "")
+	if r.status != 200 || r.header.Get("RateLimit-Policy") == "" || r.header.Get("RateLimit") == "" {
+		t.Fatalf("GET /api/products: %d, RateLimit-Policy %q, RateLimit %q", r.status, r.header.Get("RateLimit-Policy"), r.header.Get("RateLimit"))
+	}
+	// Sign-up allows a burst of 10 per address; refused bodies count too.
+	for i := range 20 {
+		r = call(t, "POST", gw+"/api/auth/register", `{"name":"","email":"","password":""}`)
+		if r.status == 429 {
+			break
+		}
+		if r.status != 400 {
+			t.Fatalf("sign-up %d: %d %s", i, r.status, r.body)
+		}
+	}
+	if r.status != 429 || r.header.Get("Retry-After") == "" || r.header.Get("RateLimit") == "" {
+		t.Fatalf("sign-ups past the burst: %d, Retry-After %q, RateLimit %q", r.status, r.header.Get("Retry-After"), r.header.Get("RateLimit"))
+	}
+	r.problem(t)
 }
