@@ -24,6 +24,7 @@ import (
 
 	"github.com/souk-shop/souk/platform/events"
 
+	"github.com/souk-shop/souk/api/openapi/openapitest"
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/broker"
 )
@@ -110,11 +111,9 @@ func TestUp(t *testing.T) {
 
 	output, _ = up(t, dir, func(urls map[string]string) {
 		body := fmt.Sprintf(`{"email":"admin@souk.local","password":%q}`, password)
-		resp, err := http.Post(urls["gateway"]+"/api/auth/login", "application/json", strings.NewReader(body))
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("admin login with the printed password: %v %v", resp, err)
+		if code, _, answer := send(t, "POST", urls["gateway"]+"/api/auth/login", body); code != 200 {
+			t.Fatalf("admin login with the printed password: %d %s", code, answer)
 		}
-		resp.Body.Close()
 	})
 	if out := strings.Join(output, "\n"); strings.Contains(out, "Admin account") || strings.Contains(out, password) {
 		t.Errorf("the second souk up showed the admin's password again:\n%s", out)
@@ -128,6 +127,41 @@ func TestUp(t *testing.T) {
 	if code := run(context.Background(), []string{"check", "--data", dir}, noEnv, &out, &out); code != 0 || !strings.Contains(out.String(), "0 violations") {
 		t.Errorf("souk check after souk up: exit %d:\n%s", code, out.String())
 	}
+}
+
+// send makes a request with a JSON body (if not empty) and headers given as
+// name, value pairs to a gateway, and fails the test if the exchange is not
+// as openapi.yaml describes it. It returns the answer's status, headers and
+// body, or status 0 if there was no answer.
+func send(t *testing.T, method, url, body string, headers ...string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, nil
+	}
+	spec, err := openapitest.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Check(req, []byte(body), resp, b); err != nil {
+		t.Error(err)
+	}
+	return resp.StatusCode, resp.Header, b
 }
 
 // up runs `souk up` with its data in dir and every server on a free port,
@@ -272,34 +306,23 @@ routes:
 `), 0o644)
 	gw := startProcess(t, append([]string{"serve", "gateway", "--config", config}, common...)...)
 
-	resp, err := http.Post(gw.url+"/api/auth/register", "application/json",
-		strings.NewReader(`{"name":"Ada","email":"ada@example.com","password":"correct horse battery"}`))
-	if err != nil || resp.StatusCode != 201 {
-		t.Fatalf("POST /api/auth/register: %v %v", resp, err)
+	code, header, body := send(t, "POST", gw.url+"/api/auth/register", `{"name":"Ada","email":"ada@example.com","password":"correct horse battery"}`)
+	if code != 201 {
+		t.Fatalf("POST /api/auth/register: %d %s", code, body)
 	}
-	resp.Body.Close()
-	user := gw.url + resp.Header.Get("Location")
-	resp, err = http.Post(gw.url+"/api/auth/login", "application/json",
-		strings.NewReader(`{"email":"ada@example.com","password":"correct horse battery"}`))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("POST /api/auth/login: %v %v", resp, err)
+	user := gw.url + header.Get("Location")
+	code, _, body = send(t, "POST", gw.url+"/api/auth/login", `{"email":"ada@example.com","password":"correct horse battery"}`)
+	if code != 200 {
+		t.Fatalf("POST /api/auth/login: %d %s", code, body)
 	}
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
-	json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
+	json.Unmarshal(body, &tok)
 
 	get := func() int {
-		req, _ := http.NewRequest("GET", user, nil)
-		req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _, _ := send(t, "GET", user, "", "Authorization", "Bearer "+tok.AccessToken)
+		return code
 	}
 	for i := range 200 {
 		if code := get(); code != 200 {

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,23 +67,13 @@ routes:
 	gw := procs["gateway"].url
 
 	do := func(method, path, token, body string, headers ...string) (int, map[string]any) {
-		req, _ := http.NewRequest(method, gw+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
 		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
+			headers = append(headers, "Authorization", "Bearer "+token)
 		}
-		for i := 0; i+1 < len(headers); i += 2 {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, nil
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
+		code, _, b := send(t, method, gw+path, body, headers...)
 		var m map[string]any
 		json.Unmarshal(b, &m)
-		return resp.StatusCode, m
+		return code, m
 	}
 	token := func(email, pw string) string {
 		var tok string
