@@ -110,3 +110,56 @@ func TestOpenAPIRateLimitHeaders(t *testing.T) {
 	}
 	r.problem(t)
 }
+
+// TestOpenAPIStatuses checks that openapi.yaml gives each route of the
+// gateway's built-in configuration the statuses the gateway itself can
+// answer there, whatever the service does: 400 (a path it refuses), 401 (a
+// credential sent and wrong, on public routes too), 403 on admin routes,
+// 413 where a body is accepted, 429 where a rate limit applies, 431 and 501
+// (net/http, before any handler), 500, and 502, 503 and 504 (the service
+// answers badly, is down or overloaded, or is slow); and that public routes,
+// and only they, need no credentials in the spec.
+func TestOpenAPIStatuses(t *testing.T) {
+	var spec struct {
+		Paths map[string]map[string]yaml.Node `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(openapi.Spec, &spec); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	cfg := gateway.DefaultConfig()
+	limited := cfg.Defaults.RateLimit != (gateway.RateLimits{})
+	for _, r := range cfg.Routes {
+		for _, m := range r.Methods {
+			node, ok := spec.Paths[r.Path][strings.ToLower(m)]
+			if !ok {
+				continue // TestOpenAPIMatchesRoutes says so
+			}
+			var op struct {
+				Security    *[]map[string][]string `yaml:"security"`
+				RequestBody map[string]any         `yaml:"requestBody"`
+				Responses   map[string]yaml.Node   `yaml:"responses"`
+			}
+			if err := node.Decode(&op); err != nil {
+				t.Fatalf("%s %s: %v", m, r.Path, err)
+			}
+			want := []string{"400", "401", "431", "500", "501", "502", "503", "504"}
+			if r.Policy == gateway.Admin {
+				want = append(want, "403")
+			}
+			if op.RequestBody != nil {
+				want = append(want, "413")
+			}
+			if limited || r.RateLimit != nil {
+				want = append(want, "429")
+			}
+			for _, status := range want {
+				if _, ok := op.Responses[status]; !ok {
+					t.Errorf("%s %s (%s) does not list %s", m, r.Path, r.Policy, status)
+				}
+			}
+			if public := op.Security != nil && len(*op.Security) == 0; public != (r.Policy == gateway.Public) {
+				t.Errorf("%s %s is %s, but openapi.yaml says security: %v", m, r.Path, r.Policy, op.Security)
+			}
+		}
+	}
+}
