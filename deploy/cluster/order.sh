@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# One order through Souk's gateway, as a customer would place it: sign up,
+# log in; as the admin, create a product and stock it; order two, and wait
+# for the saga to confirm the order. Exits 1 unless it is confirmed.
+# Usage: order.sh BASE_URL ADMIN_PASSWORD [ADMIN_EMAIL]
+set -euo pipefail
+B=${1:?gateway base URL, e.g. http://127.0.0.1:30080}
+ADMIN_PASSWORD=${2:?the admin password}
+ADMIN_EMAIL=${3:-admin@souk.local}
+json() { curl -sf -H 'Content-Type: application/json' "$@"; }
+field() { sed -E "s/.*\"$1\":\"([^\"]+)\".*/\1/"; }   # a string field of a one-line JSON answer
+
+email="order-sh-$(date +%s%N)@example.com"
+json -XPOST "$B/api/auth/register" -d "{\"name\":\"Ada\",\"email\":\"$email\",\"password\":\"correct horse battery\"}" >/dev/null
+tok=$(json -XPOST "$B/api/auth/login" -d "{\"email\":\"$email\",\"password\":\"correct horse battery\"}" | field access_token)
+adm=$(json -XPOST "$B/api/auth/login" -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | field access_token)
+product=$(json -XPOST "$B/api/products" -H "Authorization: Bearer $adm" \
+  -d '{"name":"Brass Lamp","description":"warm light","price":{"amount":4999,"currency":"EUR"}}' | field id)
+json -XPUT "$B/api/inventory/$product" -H "Authorization: Bearer $adm" -d '{"available":10}' >/dev/null
+order=$(json -XPOST "$B/api/orders" -H "Authorization: Bearer $tok" -H "Idempotency-Key: order-sh-$(date +%s%N)" \
+  -d "{\"items\":[{\"product_id\":\"$product\",\"quantity\":2}],\"card\":\"4242424242424242\"}" | field id)
+status=""
+for _ in $(seq 1 100); do
+  status=$(json "$B/api/orders/$order" -H "Authorization: Bearer $tok" | field status)
+  [ "$status" = confirmed ] && break
+  sleep 0.2
+done
+echo "order $order: $status; inventory: $(json "$B/api/inventory/$product")"
+[ "$status" = confirmed ]
