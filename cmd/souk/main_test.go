@@ -24,7 +24,7 @@ import (
 
 	"github.com/souk-shop/souk/platform/events"
 
-	"github.com/souk-shop/souk/api/openapi/openapitest"
+	"github.com/souk-shop/souk/internal/openapitest"
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/broker"
 )

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/souk-shop/souk/api/openapi/openapitest"
+	"github.com/souk-shop/souk/internal/openapitest"
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/discovery"
 	"github.com/souk-shop/souk/platform/problem"

@@ -9,7 +9,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/souk-shop/souk/api/openapi/openapitest"
+	"github.com/souk-shop/souk/internal/openapitest"
 )
 
 const (
