@@ -17,8 +17,9 @@ echo "binary size: $(du -m "$work/souk" | cut -f1) MiB ($(stat -c %s "$work/souk
 
 gw=127.0.0.1:18080; users=127.0.0.1:15001
 start=$(date +%s%N)
-"$work/souk" up --data "$work/data" --gateway-addr $gw --users-addr $users \
-  --catalog-addr 127.0.0.1:15002 --nats-listen "" --log-level warn >"$work/up.out" 2>"$work/up.err" &
+"$work/souk" up --data "$work/data" --addr gateway=$gw --addr users=$users --addr catalog=127.0.0.1:15002 \
+  --addr inventory=127.0.0.1:15003 --addr payments=127.0.0.1:15004 --addr orders=127.0.0.1:15005 \
+  --nats-listen "" --log-level warn >"$work/up.out" 2>"$work/up.err" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
 until curl -sf "http://$gw/readyz" >/dev/null && curl -sf "http://$users/readyz" >/dev/null; do sleep 0.01; done

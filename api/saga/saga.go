@@ -9,7 +9,12 @@
 // answer each request with an event of their own.
 package saga
 
-import "time"
+import (
+	"errors"
+	"time"
+
+	"github.com/souk-shop/souk/api/money"
+)
 
 // Published by orders.
 const (
@@ -41,12 +46,6 @@ const (
 	PaymentCancelled     = "souk.payments.v1.PaymentCancelled"
 )
 
-// Money is an amount in minor units and its currency.
-type Money struct {
-	Amount   int64  `json:"amount"`
-	Currency string `json:"currency"`
-}
-
 // Item is a product and how many of it.
 type Item struct {
 	ProductID string `json:"product_id"`
@@ -55,20 +54,20 @@ type Item struct {
 
 // OrderPlacedData is the payload of OrderPlaced.
 type OrderPlacedData struct {
-	OrderID    string    `json:"order_id"`
-	CustomerID string    `json:"customer_id"`
-	Items      []Item    `json:"items"`
-	Total      Money     `json:"total"`
-	Deadline   time.Time `json:"deadline"`
+	OrderID    string      `json:"order_id"`
+	CustomerID string      `json:"customer_id"`
+	Items      []Item      `json:"items"`
+	Total      money.Money `json:"total"`
+	Deadline   time.Time   `json:"deadline"`
 }
 
 // PaymentRequestedData is the payload of PaymentRequested. Card is a test
 // card number for the simulated provider; a real one would carry a token
 // from the provider's own form, never a card number.
 type PaymentRequestedData struct {
-	OrderID string `json:"order_id"`
-	Amount  Money  `json:"amount"`
-	Card    string `json:"card"`
+	OrderID string      `json:"order_id"`
+	Amount  money.Money `json:"amount"`
+	Card    string      `json:"card"`
 }
 
 // OrderRef is the payload of the requests and answers that need nothing
@@ -96,3 +95,49 @@ const (
 	ReasonCustomer   = "cancelled_by_customer"
 	ReasonStock      = "stock_lost"
 )
+
+// errNoOrder is the one check every payload has: it names its order.
+var errNoOrder = errors.New("no order_id")
+
+// Validate checks what every consumer relies on.
+func (d OrderPlacedData) Validate() error {
+	switch {
+	case d.OrderID == "":
+		return errNoOrder
+	case len(d.Items) == 0:
+		return errors.New("no items")
+	}
+	for _, it := range d.Items {
+		if it.ProductID == "" || it.Quantity < 1 {
+			return errors.New("an item without a product or a positive quantity")
+		}
+	}
+	return nil
+}
+
+// Validate checks what every consumer relies on.
+func (d PaymentRequestedData) Validate() error {
+	if d.OrderID == "" {
+		return errNoOrder
+	}
+	if d.Amount.Amount < 0 || d.Amount.Currency == "" {
+		return errors.New("no amount")
+	}
+	return nil
+}
+
+// Validate checks what every consumer relies on.
+func (d OrderRef) Validate() error {
+	if d.OrderID == "" {
+		return errNoOrder
+	}
+	return nil
+}
+
+// Validate checks what every consumer relies on.
+func (d Outcome) Validate() error {
+	if d.OrderID == "" {
+		return errNoOrder
+	}
+	return nil
+}

@@ -14,7 +14,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -105,11 +104,8 @@ func run(producerURL, consumerURL, natsURL string, n, writers, perTx int, latenc
 	var mu sync.Mutex
 	var latencies []time.Duration
 	recording := atomic.Bool{}
-	handler := func(ctx context.Context, tx *sql.Tx, e events.Event) error {
-		var d struct{ T int64 }
-		if err := json.Unmarshal(e.Data, &d); err != nil {
-			return events.Permanent(err)
-		}
+	type tick struct{ T int64 }
+	handler := func(ctx context.Context, tx *sql.Tx, e events.Event, d tick) error {
 		lat := time.Since(time.Unix(0, d.T))
 		if _, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, latency_us) VALUES ($1, $2)`, e.ID, lat.Microseconds()); err != nil {
 			return err
@@ -124,27 +120,28 @@ func run(producerURL, consumerURL, natsURL string, n, writers, perTx int, latenc
 	}
 
 	outbox := events.NewOutbox(pdb)
+	c, err := events.NewConsumer(cdb, js, events.ConsumerConfig{
+		Name:     "bench-" + suffix,
+		Handlers: map[string]events.Handler{typ: events.On(handler)},
+		Batch:    256, // its effects lock no shared row: batches are safe on PostgreSQL too
+	}, log)
+	if err != nil {
+		return err
+	}
 	wctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { events.NewRelay(outbox, js, service, events.RelayConfig{}, log).Run(wctx) })
-	c := events.NewConsumer(cdb, js, events.ConsumerConfig{
-		Name: "bench-" + suffix, Stream: events.StreamName(service),
-		Handlers: map[string]events.Handler{typ: handler},
-		Batch:    256, // its effects lock no shared row: batches are safe on PostgreSQL too
-	}, log)
 	wg.Go(func() { c.Run(wctx) })
 	defer func() { stop(); wg.Wait() }()
 
 	write := func() error {
-		return outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
-			evs := make([]events.Event, perTx)
-			for i := range evs {
-				var err error
-				if evs[i], err = events.New(ctx, typ, "agg", map[string]int64{"t": time.Now().UnixNano()}); err != nil {
-					return nil, err
+		return outbox.Do(ctx, func(tx *sql.Tx) error {
+			for range perTx {
+				if err := outbox.Emit(ctx, tx, typ, "agg", map[string]int64{"t": time.Now().UnixNano()}); err != nil {
+					return err
 				}
 			}
-			return evs, nil
+			return nil
 		})
 	}
 

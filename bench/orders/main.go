@@ -40,7 +40,6 @@ import (
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/store"
-	"github.com/souk-shop/souk/services/gateway"
 )
 
 var (
@@ -81,12 +80,16 @@ func run() error {
 			return err
 		}
 	}
+	gwConfig, err := system.LoadGatewayConfig("", 0, nil)
+	if err != nil {
+		return err
+	}
 	cfg := system.Config{
 		NATS: *natsURL, NATSListen: "127.0.0.1:0", DataDir: tmp, Server: server.DefaultConfig(),
 		Registry: discovery.Config{Bucket: "bench_registry_" + suffix},
-		Saga:     system.DefaultSagaConfig(),
-		Gateway:  &system.GatewayConfig{Addr: "127.0.0.1:0", Config: benchGatewayConfig()},
+		Gateway:  &system.GatewayConfig{Addr: "127.0.0.1:0", Config: gwConfig.WithoutRateLimits()},
 	}
+	cfg.Services.Users.AdminEmail, cfg.Services.Users.AdminPassword = "admin@bench.local", "bench admin password"
 	for _, name := range system.ServiceNames() {
 		db := filepath.Join(tmp, name+".db")
 		if *postgres != "" {
@@ -94,18 +97,14 @@ func run() error {
 				return err
 			}
 		}
-		sc := system.ServiceConfig{Name: name, Addr: "127.0.0.1:0", DB: db}
-		if name == "users" {
-			sc.Admin = &system.Admin{Email: "admin@bench.local", Password: "bench admin password"}
-		}
-		cfg.Services = append(cfg.Services, sc)
+		cfg.Instances = append(cfg.Instances, system.Instance{Service: name, Addr: "127.0.0.1:0", DB: db})
 	}
 	sys, err := system.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer sys.Shutdown(context.WithoutCancel(ctx))
-	gw := sys.URLs[gateway.Name]
+	gw := sys.URLs[system.GatewayName]
 
 	// Watch confirmations on the orders stream.
 	nc, err := connect(sys)
@@ -333,17 +332,6 @@ func connect(sys *system.System) (*nats.Conn, error) {
 		return nil, fmt.Errorf("the embedded NATS must listen")
 	}
 	return broker.Connect(u, "bench", slog.New(slog.NewTextHandler(io.Discard, nil)))
-}
-
-// benchGatewayConfig is the built-in one without rate limits: the
-// benchmark is one address and a few users sending hundreds a second.
-func benchGatewayConfig() gateway.Config {
-	cfg := gateway.DefaultConfig()
-	cfg.Defaults.RateLimit = gateway.RateLimits{}
-	for i := range cfg.Routes {
-		cfg.Routes[i].RateLimit = nil
-	}
-	return cfg
 }
 
 func schema(ctx context.Context, base, name string) (string, error) {

@@ -40,7 +40,11 @@ func TestRunUsage(t *testing.T) {
 		out  string
 	}{
 		{args: []string{"--help"}, code: 0, out: "Usage: souk"},
-		{args: []string{"up", "--help"}, code: 0, out: "--gateway-addr"},
+		{args: []string{"up", "--help"}, code: 0, out: "--addr=NAME=HOST:PORT"},
+		{args: []string{"up", "--addr", "warehouse=127.0.0.1:0"}, code: 1, out: "no such server"},
+		{args: []string{"serve", "orders", "--order-deadline", "1ms"}, code: 2, out: "--order-deadline"},
+		{args: []string{"serve", "users", "--admin-email", "root@example.com"}, code: 2, out: "--admin-password"},
+		{args: []string{"up", "--payment-failure-rate", "2"}, code: 2, out: "--payment-failure-rate"},
 		{args: []string{}, code: 2, out: "expected one of"},
 		{args: []string{"up", "--no-such-flag"}, code: 2, out: "unknown flag"},
 		{args: []string{"serve", "warehouse"}, code: 2, out: "must be one of"},

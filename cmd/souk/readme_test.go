@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/souk-shop/souk/internal/system"
+	"github.com/souk-shop/souk/services/gateway"
 )
 
 // TestReadmeTryIt runs the README's "Try it" block with bash, as written,
@@ -143,9 +146,9 @@ func startUp(t *testing.T, bin, dir string, args ...string) map[string]string {
 
 // freePorts are souk up's flags that put every server on a free port.
 func freePorts() []string {
-	var args []string
-	for _, f := range []string{"gateway-addr", "users-addr", "catalog-addr", "inventory-addr", "payments-addr", "orders-addr", "nats-listen"} {
-		args = append(args, "--"+f, "127.0.0.1:0")
+	args := []string{"--nats-listen", "127.0.0.1:0"}
+	for _, name := range append(system.ServiceNames(), gateway.Name) {
+		args = append(args, "--addr", name+"=127.0.0.1:0")
 	}
 	return args
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -33,7 +34,6 @@ import (
 	"github.com/souk-shop/souk/platform/discovery"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/telemetry"
-	"github.com/souk-shop/souk/services/gateway"
 )
 
 // cli is the command line. Every flag can also be set from the environment
@@ -79,21 +79,14 @@ type dlqReplayCmd struct {
 }
 
 type upCmd struct {
-	Data          string        `default:".souk" help:"Directory for the SQLite files and the embedded NATS's JetStream files."`
-	GatewayAddr   string        `default:"127.0.0.1:8080" help:"Where the gateway listens."`
-	UsersAddr     string        `default:"127.0.0.1:5001" help:"Where the users service listens."`
-	CatalogAddr   string        `default:"127.0.0.1:5002" help:"Where the catalog service listens."`
-	InventoryAddr string        `default:"127.0.0.1:5003" help:"Where the inventory service listens."`
-	PaymentsAddr  string        `default:"127.0.0.1:5004" help:"Where the payments service listens."`
-	OrdersAddr    string        `default:"127.0.0.1:5005" help:"Where the orders service listens."`
-	NATSListen    string        `name:"nats-listen" default:"127.0.0.1:4223" help:"Where the embedded NATS accepts other processes (empty: in-process only). Not 4222, so it never clashes with a NATS you already run."`
-	Timeout       time.Duration `help:"Gateway: how long a forwarded request may take (default: the gateway config's, 5s)."`
-	GatewayConfig string        `help:"Gateway routes, policies and limits, YAML or JSON (default: the built-in services/gateway/default.yaml)." type:"existingfile"`
-	CORSOrigins   []string      `name:"cors-origins" help:"Gateway: origins whose pages may call every route without CORS settings of its own (a storefront served elsewhere, e.g. http://localhost:5173); comma-separated."`
-	AdminEmail    string        `default:"admin@souk.local" help:"The admin account made at first start."`
-	AdminPassword string        `help:"Its password (default: a random one, printed once at first start); if set, it replaces the account's password."`
-	TraceSample   float64       `default:"1" help:"The share of requests traced (0 to 1); souk up keeps them all, for /debug/traces."`
-	sagaFlags     `embed:""`
+	Data          string            `default:".souk" help:"Directory for the SQLite files and the embedded NATS's JetStream files."`
+	Addr          map[string]string `placeholder:"NAME=HOST:PORT" help:"Where a server listens, e.g. --addr users=127.0.0.1:6001 (repeat it for several); port 0 picks a free one. Defaults: 127.0.0.1 and ${ports}."`
+	NATSListen    string            `name:"nats-listen" default:"127.0.0.1:4223" help:"Where the embedded NATS accepts other processes (empty: in-process only). Not 4222, so it never clashes with a NATS you already run."`
+	Timeout       time.Duration     `help:"Gateway: how long a forwarded request may take (default: the gateway config's, 5s)."`
+	GatewayConfig string            `help:"Gateway routes, policies and limits, YAML or JSON (default: the built-in services/gateway/default.yaml)." type:"existingfile"`
+	CORSOrigins   []string          `name:"cors-origins" help:"Gateway: origins whose pages may call every route without CORS settings of its own (a storefront served elsewhere, e.g. http://localhost:5173); comma-separated."`
+	TraceSample   float64           `default:"1" help:"The share of requests traced (0 to 1); souk up keeps them all, for /debug/traces."`
+	Services      system.Services   `embed:""`
 	traceFlags    `embed:""`
 }
 
@@ -107,42 +100,27 @@ func (f traceFlags) config(getenv func(string) string, ratio float64) telemetry.
 	return telemetry.TracingConfig{OTLP: otlp, Endpoint: f.OTLPEndpoint, SampleRatio: ratio}
 }
 
-// sagaFlags tune the order saga, for souk up and souk serve.
-type sagaFlags struct {
-	OrderDeadline      time.Duration `default:"30s" help:"Orders: how long an order may take to settle before it is cancelled."`
-	ReservationTTL     time.Duration `default:"1m" help:"Inventory: how long reserved stock waits to be committed (keep it above --order-deadline)."`
-	PaymentFailureRate float64       `default:"0" help:"Payments: the share of simulated provider calls that fail (0 to 1)."`
-	PaymentLatency     time.Duration `default:"0s" help:"Payments: how long each simulated provider call takes."`
-}
-
-func (f sagaFlags) config() system.SagaConfig {
-	return system.SagaConfig{OrderDeadline: f.OrderDeadline, ReservationTTL: f.ReservationTTL,
-		PaymentFailureRate: f.PaymentFailureRate, PaymentLatency: f.PaymentLatency}
-}
-
 type serveCmd struct {
-	Service          string        `arg:"" enum:"users,catalog,inventory,payments,orders,gateway" help:"What to run: users, catalog, inventory, payments, orders or gateway."`
-	Addr             string        `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: users 5001, catalog 5002, inventory 5003, payments 5004, orders 5005, gateway 8080)."`
-	Advertise        string        `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
-	NATS             string        `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster."`
-	DB               string        `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
-	Data             string        `default:".souk" help:"Directory for the default SQLite file."`
-	Timeout          time.Duration `help:"Gateway: how long a forwarded request may take (default: the config's, 5s)."`
-	Config           string        `help:"Gateway: routes, policies and limits, YAML or JSON (default: the built-in one)." type:"existingfile"`
-	CORSOrigins      []string      `name:"cors-origins" help:"Gateway: origins whose pages may call every route without CORS settings of its own; comma-separated."`
-	AdminEmail       string        `help:"Users: make sure this admin account exists."`
-	AdminPassword    string        `help:"Users: the admin's password; required with --admin-email."`
-	RegistryTTL      time.Duration `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
-	StreamReplicas   int           `default:"1" help:"Servers holding each event: 1 for one NATS server, 3 on a cluster."`
-	DebugAddr        string        `help:"Serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default."`
-	TraceSample      float64       `default:"0.05" help:"The share of new traces recorded (0 to 1); requests in a sampled trace are always recorded."`
-	TrustTraceparent bool          `help:"Gateway: continue the trace a client's traceparent names (for clients inside your tracing), instead of starting one."`
-	sagaFlags        `embed:""`
+	Service          string          `arg:"" enum:"${services}" help:"What to run: ${services_list}."`
+	Addr             string          `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: ${ports})."`
+	Advertise        string          `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
+	NATS             string          `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster."`
+	DB               string          `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
+	Data             string          `default:".souk" help:"Directory for the default SQLite file."`
+	Timeout          time.Duration   `help:"Gateway: how long a forwarded request may take (default: the config's, 5s)."`
+	Config           string          `help:"Gateway: routes, policies and limits, YAML or JSON (default: the built-in one)." type:"existingfile"`
+	CORSOrigins      []string        `name:"cors-origins" help:"Gateway: origins whose pages may call every route without CORS settings of its own; comma-separated."`
+	RegistryTTL      time.Duration   `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
+	StreamReplicas   int             `default:"1" help:"Servers holding each event: 1 for one NATS server, 3 on a cluster."`
+	DebugAddr        string          `help:"Serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default."`
+	TraceSample      float64         `default:"0.05" help:"The share of new traces recorded (0 to 1); requests in a sampled trace are always recorded."`
+	TrustTraceparent bool            `help:"Gateway: continue the trace a client's traceparent names (for clients inside your tracing), instead of starting one."`
+	Services         system.Services `embed:""`
 	traceFlags       `embed:""`
 }
 
 type migrateCmd struct {
-	Service string `arg:"" enum:"users,catalog,inventory,payments,orders" help:"Whose migrations to apply."`
+	Service string `arg:"" enum:"${db_services}" help:"Whose migrations to apply: ${db_services_list}."`
 	DB      string `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
 	Data    string `default:".souk" help:"Directory for the default SQLite file."`
 }
@@ -163,7 +141,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		kong.Exit(func(code int) { panic(exit(code)) }),
 		kong.Resolvers(envResolver(getenv)),
 		kong.UsageOnError(),
-		kong.Vars{"version": versionString()},
+		kong.Vars{
+			"version":          versionString(),
+			"services":         strings.Join(append(system.ServiceNames(), system.GatewayName), ","),
+			"services_list":    strings.Join(append(system.ServiceNames(), system.GatewayName), ", "),
+			"db_services":      strings.Join(system.ServiceNames(), ","),
+			"db_services_list": strings.Join(system.ServiceNames(), ", "),
+			"ports":            system.Ports(),
+		},
 	)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -229,43 +214,43 @@ func envResolver(getenv func(string) string) kong.Resolver {
 	})
 }
 
-// gatewayConfig loads the gateway's configuration and applies --timeout
-// and --cors-origins.
-func gatewayConfig(path string, timeout time.Duration, corsOrigins []string) (gateway.Config, error) {
-	cfg, err := gateway.LoadConfig(path)
-	if err != nil {
-		return cfg, err
-	}
-	if timeout > 0 {
-		cfg.Defaults.Timeout = timeout
-	}
-	if len(corsOrigins) > 0 {
-		cfg.Defaults.CORS = &gateway.CORS{Origins: corsOrigins, MaxAge: 10 * time.Minute}
-	}
-	return cfg, nil
+// BeforeApply runs before the flags are read, and so before the
+// services' settings are validated: souk up makes sure there is an admin,
+// admin@souk.local unless --admin-email says otherwise, with a generated
+// password at first start unless --admin-password gives one.
+func (u *upCmd) BeforeApply() error {
+	u.Services.Users.AdminEmail = "admin@souk.local"
+	u.Services.Users.GenerateAdmin = true
+	return nil
 }
 
 func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) string, stdout io.Writer, log *slog.Logger) error {
-	gw, err := gatewayConfig(u.GatewayConfig, u.Timeout, u.CORSOrigins)
+	gw, err := system.LoadGatewayConfig(u.GatewayConfig, u.Timeout, u.CORSOrigins)
 	if err != nil {
 		return err
 	}
-	addrs := map[string]string{"users": u.UsersAddr, "catalog": u.CatalogAddr, "inventory": u.InventoryAddr,
-		"payments": u.PaymentsAddr, "orders": u.OrdersAddr}
+	names := append(system.ServiceNames(), system.GatewayName)
+	for name := range u.Addr {
+		if !slices.Contains(names, name) {
+			return fmt.Errorf("--addr %s=…: no such server; there are %s", name, strings.Join(names, ", "))
+		}
+	}
+	addr := func(name string) string {
+		if a, ok := u.Addr[name]; ok {
+			return a
+		}
+		return system.DefaultAddr(name)
+	}
 	cfg := system.Config{
 		NATSListen: u.NATSListen,
 		DataDir:    u.Data,
-		Saga:       u.sagaFlags.config(),
+		Services:   u.Services,
 		Tracing:    u.traceFlags.config(getenv, u.TraceSample),
-		Gateway:    &system.GatewayConfig{Addr: u.GatewayAddr, Config: gw},
+		Gateway:    &system.GatewayConfig{Addr: addr(system.GatewayName), Config: gw},
 		Server:     server.DefaultConfig(),
 	}
 	for _, name := range system.ServiceNames() {
-		sc := system.ServiceConfig{Name: name, Addr: addrs[name], DB: filepath.Join(u.Data, name+".db")}
-		if name == "users" {
-			sc.Admin = &system.Admin{Email: u.AdminEmail, Password: u.AdminPassword}
-		}
-		cfg.Services = append(cfg.Services, sc)
+		cfg.Instances = append(cfg.Instances, system.Instance{Service: name, Addr: addr(name), DB: filepath.Join(u.Data, name+".db")})
 	}
 	sys, err := system.Start(ctx, cfg, log)
 	if err != nil {
@@ -273,7 +258,7 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 	}
 	fmt.Fprintf(stdout, "souk is up in %s\n", time.Since(start).Round(time.Millisecond))
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	for _, name := range append([]string{gateway.Name}, system.ServiceNames()...) {
+	for _, name := range append([]string{system.GatewayName}, system.ServiceNames()...) {
 		fmt.Fprintf(tw, "  %s\t%s\n", name, sys.URLs[name])
 	}
 	if sys.NATSURL != "" {
@@ -283,13 +268,10 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if sys.AdminPassword != "" {
-		// Made at first start; nothing keeps it in clear, so this is the
-		// one time it can be shown.
-		fmt.Fprintf(stdout, "Admin account (first start, shown once): %s, password %s\n", u.AdminEmail, sys.AdminPassword)
-		fmt.Fprintln(stdout, "  To choose your own: souk up --admin-password '…' (it replaces the password at that start).")
+	for _, n := range sys.Notices {
+		fmt.Fprintln(stdout, n)
 	}
-	fmt.Fprintln(stdout, "Try: curl -s -XPOST "+sys.URLs[gateway.Name]+`/api/auth/register -H 'Content-Type: application/json' -d '{"name":"Ada","email":"ada@example.com","password":"correct horse battery"}'`)
+	fmt.Fprintln(stdout, "Try: curl -s -XPOST "+sys.URLs[system.GatewayName]+`/api/auth/register -H 'Content-Type: application/json' -d '{"name":"Ada","email":"ada@example.com","password":"correct horse battery"}'`)
 	return wait(ctx, sys, stdout)
 }
 
@@ -298,11 +280,14 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 	if addr == "" {
 		addr = system.DefaultAddr(s.Service)
 	}
+	if s.RegistryTTL < 300*time.Millisecond {
+		return fmt.Errorf("--registry-ttl %s is too short: heartbeats come every third of it; use at least 300ms", s.RegistryTTL)
+	}
 	streams := events.DefaultStreamConfig()
 	streams.Replicas = s.StreamReplicas
 	cfg := system.Config{NATS: s.NATS, Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams,
-		Saga: s.sagaFlags.config(), Tracing: s.traceFlags.config(getenv, s.TraceSample), Server: server.DefaultConfig()}
-	if s.Service == gateway.Name {
+		Services: s.Services, Tracing: s.traceFlags.config(getenv, s.TraceSample), Server: server.DefaultConfig()}
+	if s.Service == system.GatewayName {
 		if getenv("GOGC") == "" {
 			// The gateway allocates per request and keeps little: a heap
 			// of five times the live data (tens of MiB) costs less than
@@ -310,7 +295,7 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 			// with bench/gateway).
 			debug.SetGCPercent(400)
 		}
-		gw, err := gatewayConfig(s.Config, s.Timeout, s.CORSOrigins)
+		gw, err := system.LoadGatewayConfig(s.Config, s.Timeout, s.CORSOrigins)
 		if err != nil {
 			return err
 		}
@@ -320,17 +305,7 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 		if db == "" {
 			db = filepath.Join(s.Data, s.Service+".db")
 		}
-		sc := system.ServiceConfig{Name: s.Service, Addr: addr, Advertise: s.Advertise, DB: db}
-		if s.AdminEmail != "" {
-			if s.Service != "users" || s.AdminPassword == "" {
-				return errors.New("--admin-email goes with --admin-password, on souk serve users")
-			}
-			sc.Admin = &system.Admin{Email: s.AdminEmail, Password: s.AdminPassword}
-		}
-		cfg.Services = []system.ServiceConfig{sc}
-	}
-	if s.RegistryTTL < 300*time.Millisecond {
-		return fmt.Errorf("--registry-ttl %s is too short: heartbeats come every third of it; use at least 300ms", s.RegistryTTL)
+		cfg.Instances = []system.Instance{{Service: s.Service, Addr: addr, Advertise: s.Advertise, DB: db}}
 	}
 	if s.DebugAddr != "" {
 		ln, err := net.Listen("tcp", s.DebugAddr)
@@ -347,6 +322,9 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 	sys, err := system.Start(ctx, cfg, log)
 	if err != nil {
 		return err
+	}
+	for _, n := range sys.Notices {
+		fmt.Fprintln(stdout, n)
 	}
 	fmt.Fprintf(stdout, "%s is serving on %s\n", s.Service, sys.URLs[s.Service])
 	return wait(ctx, sys, stdout)

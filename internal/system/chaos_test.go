@@ -24,7 +24,7 @@ type cluster struct {
 	t    *testing.T
 	dir  string
 	nats string
-	saga SagaConfig
+	svcs Services
 	mu   sync.Mutex
 	sys  map[string]*System
 }
@@ -32,15 +32,11 @@ type cluster struct {
 func (c *cluster) start(name string) {
 	c.t.Helper()
 	log, _ := telemetry.NewLogger(io.Discard, "json", "warn")
-	cfg := Config{NATS: c.nats, Saga: c.saga, Server: server.DefaultConfig()}
+	cfg := Config{NATS: c.nats, Services: c.svcs, Server: server.DefaultConfig()}
 	if name == gateway.Name {
 		cfg.Gateway = &GatewayConfig{Addr: "127.0.0.1:0", Config: testGatewayConfig()}
 	} else {
-		sc := ServiceConfig{Name: name, Addr: "127.0.0.1:0", DB: filepath.Join(c.dir, name+".db")}
-		if name == "users" {
-			sc.Admin = &Admin{Email: adminEmail, Password: adminPassword}
-		}
-		cfg.Services = []ServiceConfig{sc}
+		cfg.Instances = []Instance{{Service: name, Addr: "127.0.0.1:0", DB: filepath.Join(c.dir, name+".db")}}
 	}
 	sys, err := Start(context.Background(), cfg, log)
 	if err != nil {
@@ -73,8 +69,9 @@ func TestSagaChaos(t *testing.T) {
 	}
 	dir := t.TempDir()
 	natsURL := testenv.NATSServer(t)
-	c := &cluster{t: t, dir: dir, nats: natsURL, sys: map[string]*System{},
-		saga: SagaConfig{OrderDeadline: 20 * time.Second, ReservationTTL: time.Minute, PaymentFailureRate: 0.1}}
+	svcs := testServices()
+	svcs.Orders.OrderDeadline, svcs.Payments.PaymentFailureRate = 20*time.Second, 0.1
+	c := &cluster{t: t, dir: dir, nats: natsURL, sys: map[string]*System{}, svcs: svcs}
 	for _, name := range append(ServiceNames(), gateway.Name) {
 		c.start(name)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/telemetry"
 	"github.com/souk-shop/souk/services/gateway"
+	"github.com/souk-shop/souk/services/users"
 )
 
 // syncBuffer collects log output from many goroutines.
@@ -49,12 +50,8 @@ const (
 // to two services only tests register: echo, which tells what it
 // received, and ghost, which never runs.
 func testGatewayConfig() gateway.Config {
-	cfg := gateway.DefaultConfig()
+	cfg := gateway.DefaultConfig().WithoutRateLimits()
 	cfg.Defaults.Timeout = time.Second
-	cfg.Defaults.RateLimit = gateway.RateLimits{}
-	for i := range cfg.Routes {
-		cfg.Routes[i].RateLimit = nil
-	}
 	all := []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
 	cfg.Routes = append(cfg.Routes,
 		gateway.Route{Path: "/api/echo/{rest...}", Methods: all, Service: "echo", Policy: gateway.Public},
@@ -79,16 +76,14 @@ func startSystem(t *testing.T, dir string, logs io.Writer, gw *gateway.Config, o
 	cfg := Config{
 		NATSListen: "127.0.0.1:0",
 		DataDir:    dir,
+		Services:   testServices(),
 		Gateway:    &GatewayConfig{Addr: "127.0.0.1:0", Config: *gw},
 		Server:     server.DefaultConfig(),
 	}
+	// Rotated keys sign at once; gateways learn them on the first unknown kid.
+	cfg.Services.Users.SigningKeyLead = -1
 	for _, name := range ServiceNames() {
-		sc := ServiceConfig{Name: name, Addr: "127.0.0.1:0", DB: dir + "/" + name + ".db"}
-		if name == "users" {
-			sc.Admin = &Admin{Email: adminEmail, Password: adminPassword}
-			sc.SigningKeyLead = -1 // rotated keys sign at once; gateways learn them on the first unknown kid
-		}
-		cfg.Services = append(cfg.Services, sc)
+		cfg.Instances = append(cfg.Instances, Instance{Service: name, Addr: "127.0.0.1:0", DB: dir + "/" + name + ".db"})
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -98,6 +93,12 @@ func startSystem(t *testing.T, dir string, logs io.Writer, gw *gateway.Config, o
 		t.Fatal(err)
 	}
 	return sys
+}
+
+// testServices are the services' settings the tests run with: the
+// defaults, and an admin account.
+func testServices() Services {
+	return Services{Users: users.Config{AdminEmail: adminEmail, AdminPassword: adminPassword}}
 }
 
 type response struct {

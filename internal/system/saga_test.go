@@ -25,9 +25,14 @@ type shop struct {
 	admin []string
 }
 
-func newShop(t *testing.T, saga SagaConfig) *shop {
+// newShop starts the shop with its services' settings changed by tune.
+func newShop(t *testing.T, tune func(*Services)) *shop {
 	dir := t.TempDir()
-	sys := startSystem(t, dir, io.Discard, nil, func(c *Config) { c.Saga = saga })
+	sys := startSystem(t, dir, io.Discard, nil, func(c *Config) {
+		if tune != nil {
+			tune(&c.Services)
+		}
+	})
 	t.Cleanup(func() { sys.Shutdown(context.Background()) })
 	gw := sys.URLs[gateway.Name]
 	return &shop{t: t, dir: dir, sys: sys, gw: gw, admin: bearer(login(t, gw, adminEmail, adminPassword))}
@@ -104,7 +109,7 @@ func (s *shop) audit() check.Report {
 }
 
 func TestSagaPaths(t *testing.T) {
-	s := newShop(t, DefaultSagaConfig())
+	s := newShop(t, nil)
 	ada, bob := s.customer("ada"), s.customer("bob")
 	lamp := s.product(1500, 20)
 
@@ -266,7 +271,9 @@ func TestSagaPaths(t *testing.T) {
 // TestSagaCompensations slows the payment provider so that a customer's
 // cancel and an order's deadline arrive mid-saga.
 func TestSagaCompensations(t *testing.T) {
-	s := newShop(t, SagaConfig{OrderDeadline: 1500 * time.Millisecond, ReservationTTL: time.Minute, PaymentLatency: 700 * time.Millisecond})
+	s := newShop(t, func(s *Services) {
+		s.Orders.OrderDeadline, s.Payments.PaymentLatency = 1500*time.Millisecond, 700*time.Millisecond
+	})
 	ada := s.customer("ada")
 	lamp := s.product(1500, 10)
 
@@ -299,7 +306,7 @@ func TestSagaCompensations(t *testing.T) {
 // TestCheckFindsViolations breaks each invariant by hand and checks that
 // the audit says so: a check that cannot fail proves nothing.
 func TestCheckFindsViolations(t *testing.T) {
-	s := newShop(t, DefaultSagaConfig())
+	s := newShop(t, nil)
 	ada := s.customer("ada")
 	lamp := s.product(100, 5)
 	id := s.order(ada, "k", lamp, 1, "4242424242424242").json(t)["id"].(string)

@@ -27,6 +27,7 @@ import (
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/resilience"
 	"github.com/souk-shop/souk/platform/server"
+	"github.com/souk-shop/souk/platform/service"
 	"github.com/souk-shop/souk/platform/store"
 	"github.com/souk-shop/souk/platform/telemetry"
 	"github.com/souk-shop/souk/services/gateway"
@@ -42,42 +43,52 @@ type Config struct {
 	NATSListen string
 	// DataDir holds the embedded NATS files.
 	DataDir string
-	// Services to run, in start order.
-	Services []ServiceConfig
+	// Services are every service's settings; Instances says which run.
+	Services Services
+	// Instances are the service instances to run, in start order.
+	Instances []Instance
 	// Gateway, if not nil, runs the gateway.
 	Gateway *GatewayConfig
 	// Registry configures the service registry.
 	Registry discovery.Config
 	// Streams says how durable the event streams are.
 	Streams events.StreamConfig
-	// Saga tunes the order saga (DefaultSagaConfig if zero).
-	Saga SagaConfig
 	// Tracing says where spans go; a zero SampleRatio records none.
 	Tracing telemetry.TracingConfig
 	// Server bounds every HTTP server.
 	Server server.Config
 }
 
-// ServiceConfig runs one instance of a service.
-type ServiceConfig struct {
-	Name string
-	Addr string // host:port to listen on; port 0 picks one
+// Instance runs one instance of a service.
+type Instance struct {
+	// Service is the service's name.
+	Service string
+	Addr    string // host:port to listen on; port 0 picks one
 	// Advertise is the base URL other processes reach this instance at.
 	// Empty derives it from the listening address.
 	Advertise string
 	DB        string // database URL, see store.Open
-	// Admin, for the users service, makes sure an admin exists.
-	Admin *Admin
-	// SigningKeyLead, for the users service, is how long a rotated signing
-	// key is published before it signs (users.KeyLead if zero, none if
-	// negative).
-	SigningKeyLead time.Duration
 }
 
-// Admin is the account `souk up` and `souk serve users` make sure exists.
-type Admin struct {
-	Email    string
-	Password string // "" makes a random one if the account is new
+// GatewayName is the gateway's name among the servers.
+const GatewayName = gateway.Name
+
+// LoadGatewayConfig reads the gateway's configuration from path (YAML or
+// JSON; "" for the built-in one) and applies what the command line says of
+// it: a timeout for every route (if not zero), and origins whose pages may
+// call every route without CORS settings of its own.
+func LoadGatewayConfig(path string, timeout time.Duration, corsOrigins []string) (gateway.Config, error) {
+	cfg, err := gateway.LoadConfig(path)
+	if err != nil {
+		return cfg, err
+	}
+	if timeout > 0 {
+		cfg.Defaults.Timeout = timeout
+	}
+	if len(corsOrigins) > 0 {
+		cfg.Defaults.CORS = &gateway.CORS{Origins: corsOrigins, MaxAge: 10 * time.Minute}
+	}
+	return cfg, nil
 }
 
 // GatewayConfig runs the gateway.
@@ -97,9 +108,9 @@ type System struct {
 	NATSURL string
 	// URLs maps each service, and "gateway", to its base URL.
 	URLs map[string]string
-	// AdminPassword is the password made for a new admin account, to be
-	// shown once; "" if none was made.
-	AdminPassword string
+	// Notices are what the services' start-up work asked to show the
+	// operator once (a generated admin password).
+	Notices []string
 
 	log      *slog.Logger
 	embedded *broker.Embedded
@@ -109,7 +120,6 @@ type System struct {
 	apiKeys  jetstream.KeyValue
 	hasher   *auth.Hasher
 	watcher  *discovery.Watcher // for services that call others
-	saga     SagaConfig
 	tracing  *telemetry.Tracing
 	stopBg   context.CancelFunc // heartbeats and the registry watcher
 	units    []*unit
@@ -120,7 +130,7 @@ type System struct {
 // part fails to start, what was started is stopped again.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err error) {
 	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
-	sys = &System{URLs: map[string]string{}, log: log, stopBg: stopBg, failed: make(chan error, 1+len(cfg.Services))}
+	sys = &System{URLs: map[string]string{}, log: log, stopBg: stopBg, failed: make(chan error, 1+len(cfg.Instances))}
 	defer func() {
 		if err != nil {
 			_ = sys.Shutdown(context.WithoutCancel(ctx))
@@ -157,7 +167,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if sys.streams == (events.StreamConfig{}) {
 		sys.streams = events.DefaultStreamConfig()
 	}
-	if len(cfg.Services) > 0 {
+	for _, in := range cfg.Instances {
+		svc, err := cfg.Services.Get(in.Service)
+		if err != nil {
+			return sys, err
+		}
+		if err := svc.Validate(); err != nil {
+			return sys, fmt.Errorf("%s: %w", in.Service, err)
+		}
+	}
+	if len(cfg.Instances) > 0 {
 		if err := events.EnsureDeadLetterStream(ctx, sys.js, sys.streams); err != nil {
 			return sys, err
 		}
@@ -167,18 +186,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	}
 	// At most four argon2id hashes at once: 76 MiB at worst.
 	sys.hasher = auth.NewHasher(4)
-	sys.saga = cfg.Saga
-	if sys.saga == (SagaConfig{}) {
-		sys.saga = DefaultSagaConfig()
-	}
-	if len(cfg.Services) > 0 {
+	if len(cfg.Instances) > 0 {
 		if sys.watcher, err = reg.Watch(bg); err != nil {
 			return sys, err
 		}
 	}
-	for _, sc := range cfg.Services {
-		if err := sys.startService(ctx, bg, sc, reg, cfg.Server); err != nil {
-			return sys, fmt.Errorf("start %s: %w", sc.Name, err)
+	for _, in := range cfg.Instances {
+		svc, _ := cfg.Services.Get(in.Service)
+		if err := sys.startService(ctx, bg, svc, in, reg, cfg.Server); err != nil {
+			return sys, fmt.Errorf("start %s: %w", in.Service, err)
 		}
 	}
 	if cfg.Gateway != nil {
@@ -205,70 +221,77 @@ type unit struct {
 	work     sync.WaitGroup
 }
 
-func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *discovery.Registry, scfg server.Config) error {
-	def, ok := services[sc.Name]
-	if !ok {
-		return fmt.Errorf("unknown service %q", sc.Name)
-	}
-	log := s.log.With("service", sc.Name)
-	db, err := store.Open(ctx, sc.DB)
+func (s *System) startService(ctx, bg context.Context, svc Service, in Instance, reg *discovery.Registry, scfg server.Config) error {
+	name := svc.Name()
+	log := s.log.With("service", name)
+	db, err := store.Open(ctx, in.DB)
 	if err != nil {
 		return err
 	}
-	u := &unit{name: sc.Name, db: db}
+	u := &unit{name: name, db: db}
 	s.units = append(s.units, u)
-	if err := db.Migrate(ctx, sc.Name, def.migrations, log); err != nil {
+	if err := db.Migrate(ctx, name, svc.Migrations(), log); err != nil {
 		return err
 	}
-	if err := events.Migrate(ctx, db, sc.Name, log); err != nil {
+	if err := events.Migrate(ctx, db, name, log); err != nil {
 		return err
 	}
-	if err := events.EnsureStream(ctx, s.js, sc.Name, s.streams); err != nil {
+	if err := events.EnsureStream(ctx, s.js, name, s.streams); err != nil {
 		return err
 	}
 	outbox := events.NewOutbox(db)
-	metrics := telemetry.NewRegistry(sc.Name)
+	metrics := telemetry.NewRegistry(name)
 	for kind, pool := range db.Pools() {
-		metrics.MustRegister(collectors.NewDBStatsCollector(pool, strings.Trim(sc.Name+"_"+kind, "_")))
+		metrics.MustRegister(collectors.NewDBStatsCollector(pool, strings.Trim(name+"_"+kind, "_")))
 	}
 	events.RegisterOutboxMetrics(metrics, outbox)
 	consumerMetrics := events.NewConsumerMetrics(metrics, s.js)
-	tp := s.tracing.Provider(sc.Name)
-	svc := def.build(deps{
-		db: db, outbox: outbox, apiKeys: s.apiKeys, hasher: s.hasher, admin: sc.Admin, keyLead: sc.SigningKeyLead,
-		client: s.client(metrics, tp), saga: s.saga, log: log,
+	tp := s.tracing.Provider(name)
+	parts, err := svc.Build(service.Deps{
+		DB: db, Outbox: outbox, APIKeys: s.apiKeys, Hasher: s.hasher, Log: log,
+		Client: &http.Client{Transport: traced(resilience.Upstream(s.watcher, resilience.DefaultConfig(), metrics), tp), Timeout: 10 * time.Second},
 	})
-	if svc.init != nil {
-		generated, err := svc.init(ctx)
+	if err != nil {
+		return err
+	}
+	if parts.Init != nil {
+		notice, err := parts.Init(ctx)
 		if err != nil {
 			return err
 		}
-		if generated != "" {
-			s.AdminPassword = generated
+		if notice != "" {
+			s.Notices = append(s.Notices, notice)
 		}
 	}
 
 	work, stop := context.WithCancel(bg)
 	u.stopWork = stop
-	u.relay = events.NewRelay(outbox, s.js, sc.Name, events.RelayConfig{}, log)
+	u.relay = events.NewRelay(outbox, s.js, name, events.RelayConfig{}, log)
 	u.work.Go(func() { u.relay.Run(work) })
-	for _, cc := range svc.consumers {
+	for _, cc := range parts.Consumers {
+		producer, err := cc.Producer()
+		if err != nil {
+			return err
+		}
 		// The stream a consumer reads may belong to a service that has not
 		// started yet; creating it here (as its owner would, idempotently)
 		// lets the consumer start at once.
-		if err := events.EnsureStream(ctx, s.js, events.StreamOwner(cc.Stream), s.streams); err != nil {
+		if err := events.EnsureStream(ctx, s.js, producer, s.streams); err != nil {
 			return err
 		}
 		cc.Tracer = tp.Tracer("souk/events")
 		cc.Metrics = consumerMetrics
-		c := events.NewConsumer(db, s.js, cc, log)
+		c, err := events.NewConsumer(db, s.js, cc, log)
+		if err != nil {
+			return err
+		}
 		u.work.Go(func() {
 			if err := c.Run(work); err != nil {
 				log.Error("consumer stopped", "consumer", cc.Name, "err", err)
 			}
 		})
 	}
-	for _, loop := range svc.background {
+	for _, loop := range parts.Loops {
 		u.work.Go(func() { loop(work) })
 	}
 
@@ -276,18 +299,18 @@ func (s *System) startService(ctx, bg context.Context, sc ServiceConfig, reg *di
 		"database": db.PingContext,
 		"nats":     broker.Check(s.nc),
 	})
-	rt := s.router(sc.Name, log, u.health, metrics)
+	rt := s.router(name, log, u.health, metrics)
 	rt.Trace(tp, true)
-	svc.routes(rt)
-	if err := s.serve(u, sc.Addr, rt, log, scfg); err != nil {
+	parts.Routes(rt)
+	if err := s.serve(u, in.Addr, rt, log, scfg); err != nil {
 		return err
 	}
-	advertise, err := advertiseURL(sc.Advertise, u.srv.Addr())
+	advertise, err := advertiseURL(in.Advertise, u.srv.Addr())
 	if err != nil {
 		return err
 	}
 	u.reg, err = reg.Register(bg, discovery.Instance{
-		Service: sc.Name, ID: discovery.NewInstanceID(), URL: advertise, Started: time.Now().UTC(),
+		Service: name, ID: discovery.NewInstanceID(), URL: advertise, Started: time.Now().UTC(),
 	})
 	if err != nil {
 		return err
@@ -320,14 +343,8 @@ func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discove
 	rt := s.router(gateway.Name, log, u.health, metrics)
 	rt.Trace(tp, gc.TrustTraceparent)
 
-	// Requests to services: P2C over live instances, skipping those whose
-	// circuit is open; a bulkhead and retries around that.
-	rm := resilience.NewMetrics(metrics)
-	picked := discovery.NewTransport(discovery.NewP2C(w))
-	breakers := resilience.NewBreakers(gc.Config.Upstream.Breaker, rm, w)
-	metrics.MustRegister(breakers)
-	picked.Guard = breakers
-	upstream := resilience.NewTransport(picked, gc.Config.Upstream, rm)
+	// Requests leave for services as every service's calls do.
+	upstream := resilience.Upstream(w, gc.Config.Upstream, metrics)
 
 	jwksClient := &http.Client{Transport: discovery.NewTransport(discovery.NewP2C(w)), Timeout: 5 * time.Second}
 	authn, err := gateway.NewAuthenticator(bg, "http://users/.well-known/jwks.json", jwksClient, s.apiKeys, metrics, log)
@@ -373,19 +390,6 @@ func (s *System) router(name string, log *slog.Logger, health *server.Health, me
 // on in the traceparent header.
 func traced(next http.RoundTripper, tp trace.TracerProvider) http.RoundTripper {
 	return &telemetry.Transport{Next: next, Tracer: tp.Tracer("souk/client")}
-}
-
-// client returns an HTTP client for calls from one service to others by
-// name (http://catalog/…): P2C over live instances with a breaker each, a
-// bulkhead and budgeted retries, as the gateway has.
-func (s *System) client(metrics *telemetry.Registry, tp trace.TracerProvider) *http.Client {
-	cfg := resilience.DefaultConfig()
-	rm := resilience.NewMetrics(metrics)
-	picked := discovery.NewTransport(discovery.NewP2C(s.watcher))
-	breakers := resilience.NewBreakers(cfg.Breaker, rm, s.watcher)
-	metrics.MustRegister(breakers)
-	picked.Guard = breakers
-	return &http.Client{Transport: traced(resilience.NewTransport(picked, cfg, rm), tp), Timeout: 10 * time.Second}
 }
 
 func (s *System) serve(u *unit, addr string, rt *server.Router, log *slog.Logger, scfg server.Config) error {
@@ -490,9 +494,9 @@ func outboundHost() (string, error) {
 
 // Migrate applies the named service's migrations to the database at dbURL.
 func Migrate(ctx context.Context, name, dbURL string, log *slog.Logger) error {
-	def, ok := services[name]
-	if !ok {
-		return fmt.Errorf("unknown service %q", name)
+	svc, err := (&Services{}).Get(name)
+	if err != nil {
+		return err
 	}
 	db, err := store.Open(ctx, dbURL)
 	if err != nil {
@@ -500,7 +504,7 @@ func Migrate(ctx context.Context, name, dbURL string, log *slog.Logger) error {
 	}
 	defer db.Close()
 	log = log.With("service", name)
-	if err := db.Migrate(ctx, name, def.migrations, log); err != nil {
+	if err := db.Migrate(ctx, name, svc.Migrations(), log); err != nil {
 		return err
 	}
 	return events.Migrate(ctx, db, name, log)

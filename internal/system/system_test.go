@@ -364,16 +364,13 @@ func TestExternalEngines(t *testing.T) {
 	}
 	cfg := Config{
 		NATS:     natsURL,
+		Services: testServices(),
 		Registry: discovery.Config{Bucket: testenv.Name("registry_")},
 		Gateway:  &GatewayConfig{Addr: "127.0.0.1:0", Config: testGatewayConfig()},
 		Server:   server.DefaultConfig(),
 	}
 	for _, name := range ServiceNames() {
-		sc := ServiceConfig{Name: name, Addr: "127.0.0.1:0", DB: testenv.PostgresURL(t)}
-		if name == "users" {
-			sc.Admin = &Admin{Email: adminEmail, Password: adminPassword}
-		}
-		cfg.Services = append(cfg.Services, sc)
+		cfg.Instances = append(cfg.Instances, Instance{Service: name, Addr: "127.0.0.1:0", DB: testenv.PostgresURL(t)})
 	}
 	sys, err := Start(context.Background(), cfg, testenv.Logger(t))
 	if err != nil {

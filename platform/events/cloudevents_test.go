@@ -165,9 +165,11 @@ func TestCloudEventsToSDK(t *testing.T) {
 			t.Fatal(err)
 		}
 		var sent Event
-		err = e.outbox.Do(ctx, func(*sql.Tx) ([]Event, error) {
-			sent, err = New(ctx, e.typ, "order-1", map[string]any{"n": 1, "note": "ünïcode"})
-			return []Event{sent}, err
+		err = e.outbox.Do(ctx, func(tx *sql.Tx) error {
+			if sent, err = New(ctx, e.typ, "order-1", map[string]any{"n": 1, "note": "ünïcode"}); err != nil {
+				return err
+			}
+			return e.outbox.Write(ctx, tx, sent)
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -23,24 +23,6 @@ import (
 	"github.com/souk-shop/souk/platform/store"
 )
 
-// Handler applies an event's effect within tx, the transaction that also
-// records the event as processed. An error rolls the effect back; the event
-// is delivered again later, or dead-lettered at once if the error is
-// Permanent.
-type Handler func(ctx context.Context, tx *sql.Tx, e Event) error
-
-// Call does an event's work that must not hold the database: a request to
-// another system. It runs before the batch's transaction, outside it, and
-// may run again when the event is delivered again (so it must be
-// idempotent, by an idempotency key, say). The handler finds its result in
-// its context (Called).
-type Call func(ctx context.Context, e Event) (any, error)
-
-type calledKey struct{}
-
-// Called returns, in a handler, what the event's Call returned.
-func Called(ctx context.Context) any { return ctx.Value(calledKey{}) }
-
 // permanent marks an error that no redelivery can fix.
 type permanent struct{ error }
 
@@ -56,14 +38,10 @@ type ConsumerConfig struct {
 	// Name is the durable consumer's name and the consumer's key in the
 	// inbox: two consumers never share one.
 	Name string
-	// Stream is the stream to read, e.g. StreamName("users").
-	Stream string
 	// Handlers maps each event type the consumer processes to its
-	// handler.
+	// handler (On, OnAfterCall). The types are one service's: the
+	// consumer reads that service's stream.
 	Handlers map[string]Handler
-	// Calls maps event types to work done before the transaction (see
-	// Call); optional.
-	Calls map[string]Call
 	// Outbox, if the handlers write events to it, is woken after each
 	// commit so that the answers go out at once.
 	Outbox *Outbox
@@ -99,6 +77,26 @@ type ConsumerConfig struct {
 	InboxRetention time.Duration
 }
 
+// Producer is the service whose events the consumer handles, from the
+// handlers' types: the consumer reads its stream.
+func (c ConsumerConfig) Producer() (string, error) {
+	producer := ""
+	for typ := range c.Handlers {
+		service, _, err := parseType(typ)
+		if err != nil {
+			return "", fmt.Errorf("consumer %s: %w", c.Name, err)
+		}
+		if producer != "" && service != producer {
+			return "", fmt.Errorf("consumer %s handles events of %s and of %s: one consumer reads one service's stream", c.Name, producer, service)
+		}
+		producer = service
+	}
+	if producer == "" {
+		return "", fmt.Errorf("consumer %s has no handlers", c.Name)
+	}
+	return producer, nil
+}
+
 func (c *ConsumerConfig) defaults(dialect store.Dialect) {
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = 5
@@ -127,10 +125,11 @@ func (c *ConsumerConfig) defaults(dialect store.Dialect) {
 // idempotent: each event's effect commits together with the event's id in
 // the inbox table, and an id already there is acknowledged without effect.
 type Consumer struct {
-	db  *store.DB
-	js  jetstream.JetStream
-	cfg ConsumerConfig
-	log *slog.Logger
+	db     *store.DB
+	js     jetstream.JetStream
+	cfg    ConsumerConfig
+	stream string
+	log    *slog.Logger
 
 	// Test hooks that abandon a batch as a crash would: afterEffects runs
 	// after the handlers and before the commit, afterCommit after the
@@ -140,12 +139,17 @@ type Consumer struct {
 }
 
 // NewConsumer returns a consumer over db, whose inbox must be migrated.
-func NewConsumer(db *store.DB, js jetstream.JetStream, cfg ConsumerConfig, log *slog.Logger) *Consumer {
-	cfg.defaults(db.Dialect)
-	if cfg.Metrics != nil {
-		cfg.Metrics.add(cfg.Name, cfg.Stream)
+func NewConsumer(db *store.DB, js jetstream.JetStream, cfg ConsumerConfig, log *slog.Logger) (*Consumer, error) {
+	producer, err := cfg.Producer()
+	if err != nil {
+		return nil, err
 	}
-	return &Consumer{db: db, js: js, cfg: cfg, log: log.With("consumer", cfg.Name)}
+	cfg.defaults(db.Dialect)
+	stream := StreamName(producer)
+	if cfg.Metrics != nil {
+		cfg.Metrics.add(cfg.Name, stream)
+	}
+	return &Consumer{db: db, js: js, cfg: cfg, stream: stream, log: log.With("consumer", cfg.Name)}, nil
 }
 
 // Run consumes until ctx ends. Until the stream exists (its producer may
@@ -276,7 +280,7 @@ func (c *Consumer) ensure(ctx context.Context) (jetstream.Consumer, error) {
 	} else {
 		cfg.FilterSubjects = subjects // needs NATS 2.10 or later
 	}
-	return c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, cfg)
+	return c.js.CreateOrUpdateConsumer(ctx, c.stream, cfg)
 }
 
 // outcome is what becomes of one message of a batch.
@@ -306,15 +310,15 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 		switch {
 		case err != nil:
 			outcomes[i] = outcome{reason: err.Error()}
-		case c.cfg.Handlers[e.Type] == nil:
+		case c.cfg.Handlers[e.Type].prepare == nil:
 			outcomes[i] = outcome{reason: "unknown event type " + e.Type}
 		}
 		evs[i] = e
 	}
-	called := c.call(ctx, evs, outcomes)
+	applies := c.prepare(ctx, evs, outcomes)
 	decided := slices.Clone(outcomes)
 	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
-		if err := c.applyBatch(ctx, tx, evs, called, outcomes); err != nil {
+		if err := c.applyBatch(ctx, tx, evs, applies, outcomes); err != nil {
 			return err
 		}
 		return c.hook(c.afterEffects)
@@ -324,7 +328,7 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 		err = c.db.InTx(ctx, func(tx *sql.Tx) error {
 			for i := range evs {
 				if outcomes[i] == (outcome{}) {
-					outcomes[i] = c.applyOne(ctx, tx, evs[i], called[i])
+					outcomes[i] = c.applyOne(ctx, tx, evs[i], applies[i])
 				}
 			}
 			return c.hook(c.afterEffects)
@@ -359,59 +363,57 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 	return nil
 }
 
-// call runs the Calls of the batch's undecided events, up to 16 at once,
-// and returns their results; a failed call decides its event's outcome.
-func (c *Consumer) call(ctx context.Context, evs []Event, outcomes []outcome) []any {
-	results := make([]any, len(evs))
-	if len(c.cfg.Calls) == 0 {
-		return results
+// prepare decodes the batch's undecided events and makes their handlers'
+// calls, up to 16 at once, before the transaction; it returns what is left
+// to apply of each. An event that fails here is decided: retried, or
+// dead-lettered if the failure is permanent.
+func (c *Consumer) prepare(ctx context.Context, evs []Event, outcomes []outcome) []apply {
+	applies := make([]apply, len(evs))
+	fail := func(i int, err error) {
+		outcomes[i] = outcome{err: err}
+		if _, ok := errors.AsType[permanent](err); ok {
+			outcomes[i].reason = err.Error()
+		}
 	}
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, 16)
 	for i, e := range evs {
-		fn := c.cfg.Calls[e.Type]
-		if fn == nil || outcomes[i] != (outcome{}) {
+		if outcomes[i] != (outcome{}) {
+			continue
+		}
+		h := c.cfg.Handlers[e.Type]
+		if !h.calls {
+			ap, err := h.prepare(e.Context(ctx), e)
+			if err != nil {
+				fail(i, err)
+			}
+			applies[i] = ap
 			continue
 		}
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
 			cctx, span := c.cfg.Tracer.Start(e.Context(ctx), "call "+e.Type, trace.WithSpanKind(trace.SpanKindClient))
-			res, err := fn(cctx, e)
+			ap, err := h.prepare(cctx, e)
 			if err != nil {
 				span.SetStatus(codes.Error, err.Error())
+				fail(i, err)
 			}
 			span.End()
-			if err != nil {
-				outcomes[i] = outcome{err: err}
-				if _, ok := errors.AsType[permanent](err); ok {
-					outcomes[i].reason = err.Error()
-				}
-				return
-			}
-			results[i] = res
+			applies[i] = ap
 		})
 	}
 	wg.Wait()
-	return results
+	return applies
 }
 
-// handlerContext is the context a handler runs in: the event's trace and
-// its Call's result.
-func handlerContext(ctx context.Context, e Event, called any) context.Context {
-	ctx = e.Context(ctx)
-	if called != nil {
-		ctx = context.WithValue(ctx, calledKey{}, called)
-	}
-	return ctx
-}
-
-// handle runs an event's handler in a consumer span.
-func (c *Consumer) handle(ctx context.Context, tx *sql.Tx, e Event) error {
-	ctx, span := c.cfg.Tracer.Start(ctx, "process "+e.Type, trace.WithSpanKind(trace.SpanKindConsumer),
+// handle applies an event's effect in a consumer span that continues the
+// event's trace.
+func (c *Consumer) handle(ctx context.Context, tx *sql.Tx, e Event, ap apply) error {
+	ctx, span := c.cfg.Tracer.Start(e.Context(ctx), "process "+e.Type, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(attribute.String("messaging.message.id", e.ID), attribute.String("messaging.consumer.group.name", c.cfg.Name)))
 	defer span.End()
-	err := c.cfg.Handlers[e.Type](ctx, tx, e)
+	err := ap(ctx, tx)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 	}
@@ -451,7 +453,7 @@ func (c *Consumer) hook(h func() error) error {
 
 // applyBatch records the ids of the undecided events in the inbox with one
 // statement and runs the handlers of those it had not seen.
-func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, called []any, outcomes []outcome) error {
+func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, applies []apply, outcomes []outcome) error {
 	now := time.Now().UTC()
 	var values strings.Builder
 	var args []any
@@ -496,7 +498,7 @@ func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, call
 		}
 		outcomes[i] = outcome{ack: true}
 		delete(fresh, e.ID)
-		if err := c.handle(handlerContext(ctx, e, called[i]), tx, e); err != nil {
+		if err := c.handle(ctx, tx, e, applies[i]); err != nil {
 			return errHandlerFailed
 		}
 	}
@@ -505,7 +507,7 @@ func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, call
 
 // applyOne runs one event's handler inside a savepoint, so that its failure
 // undoes only its own effect.
-func (c *Consumer) applyOne(ctx context.Context, tx *sql.Tx, e Event, called any) outcome {
+func (c *Consumer) applyOne(ctx context.Context, tx *sql.Tx, e Event, ap apply) outcome {
 	if _, err := tx.ExecContext(ctx, `SAVEPOINT event`); err != nil {
 		return outcome{err: err}
 	}
@@ -520,7 +522,7 @@ func (c *Consumer) applyOne(ctx context.Context, tx *sql.Tx, e Event, called any
 		_, _ = tx.ExecContext(ctx, `RELEASE SAVEPOINT event`)
 		return outcome{ack: true, duplicate: true} // processed before: no second effect
 	}
-	if err := c.handle(handlerContext(ctx, e, called), tx, e); err != nil {
+	if err := c.handle(ctx, tx, e, ap); err != nil {
 		if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT event`); rerr != nil {
 			return outcome{err: errors.Join(err, rerr)}
 		}
@@ -607,9 +609,6 @@ func PerType(cfg ConsumerConfig) []ConsumerConfig {
 		c.Name = cfg.Name + "-" + typ[strings.LastIndexByte(typ, '.')+1:]
 		c.Handlers = map[string]Handler{typ: h}
 		c.Subjects = nil
-		if call := cfg.Calls[typ]; call != nil {
-			c.Calls = map[string]Call{typ: call}
-		}
 		out = append(out, c)
 	}
 	slices.SortFunc(out, func(a, b ConsumerConfig) int { return strings.Compare(a.Name, b.Name) })

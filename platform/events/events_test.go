@@ -89,16 +89,13 @@ func (e *env) write(t *testing.T, first, n, perTx, aggregates int) {
 	t.Helper()
 	ctx := context.Background()
 	for i := first; i < first+n; i += perTx {
-		err := e.outbox.Do(ctx, func(tx *sql.Tx) ([]Event, error) {
-			var evs []Event
+		err := e.outbox.Do(ctx, func(tx *sql.Tx) error {
 			for j := i; j < min(i+perTx, first+n); j++ {
-				ev, err := New(ctx, e.typ, fmt.Sprint("s", j%aggregates), map[string]int{"n": j})
-				if err != nil {
-					return nil, err
+				if err := e.outbox.Emit(ctx, tx, e.typ, fmt.Sprint("s", j%aggregates), map[string]int{"n": j}); err != nil {
+					return err
 				}
-				evs = append(evs, ev)
 			}
-			return evs, nil
+			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -117,10 +114,20 @@ func effectHandler(ctx context.Context, tx *sql.Tx, ev Event) error {
 	return err
 }
 
-func (e *env) consumer(t *testing.T, h Handler, tune func(*ConsumerConfig)) *Consumer {
+// rawHandler is a test's handler: it reads the event itself.
+type rawHandler func(ctx context.Context, tx *sql.Tx, ev Event) error
+
+func (h rawHandler) handler() Handler {
+	return On(func(ctx context.Context, tx *sql.Tx, ev Event, _ json.RawMessage) error { return h(ctx, tx, ev) })
+}
+
+func (e *env) consumer(t *testing.T, h rawHandler, tune func(*ConsumerConfig)) *Consumer {
+	return e.consumerOf(t, h.handler(), tune)
+}
+
+func (e *env) consumerOf(t *testing.T, h Handler, tune func(*ConsumerConfig)) *Consumer {
 	cfg := ConsumerConfig{
 		Name:       e.consumerName(),
-		Stream:     StreamName(e.service),
 		Handlers:   map[string]Handler{e.typ: h},
 		AckWait:    time.Second,
 		MaxDeliver: 3,
@@ -129,7 +136,11 @@ func (e *env) consumer(t *testing.T, h Handler, tune func(*ConsumerConfig)) *Con
 	if tune != nil {
 		tune(&cfg)
 	}
-	return NewConsumer(e.db, e.js, cfg, testenv.Logger(t))
+	c, err := NewConsumer(e.db, e.js, cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // run starts fn in the background until the test ends or stop is called;
@@ -588,27 +599,28 @@ func TestInboxPrune(t *testing.T) {
 	}
 }
 
-// TestCalls checks that a Call runs outside the transaction, that its
-// result reaches the handler, and that a failing Call is retried like a
-// failing handler.
+// TestCalls checks that an OnAfterCall handler's call runs outside the
+// transaction, that its typed result and the decoded data reach the
+// handler, and that a failing call is retried like a failing handler.
 func TestCalls(t *testing.T) {
 	dbs := testenv.Databases()
 	e := newEnv(t, dbs[0], testenv.Brokers()[0])
 	var calls atomic.Int64
-	call := func(ctx context.Context, ev Event) (any, error) {
+	type data struct{ N int64 }
+	call := func(ctx context.Context, ev Event, d data) (int64, error) {
 		if calls.Add(1) == 1 {
-			return nil, errors.New("the provider hiccuped") // the first try fails
+			return 0, errors.New("the provider hiccuped") // the first try fails
 		}
-		var d struct{ N int64 }
-		json.Unmarshal(ev.Data, &d)
 		return d.N * 10, nil
 	}
-	h := func(ctx context.Context, tx *sql.Tx, ev Event) error {
-		got, _ := Called(ctx).(int64)
+	h := OnAfterCall(call, func(ctx context.Context, tx *sql.Tx, ev Event, d data, got int64) error {
+		if got != d.N*10 {
+			return fmt.Errorf("the call returned %d for %d", got, d.N)
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, subject, n) VALUES ($1, $2, $3)`, ev.ID, ev.Subject, got)
 		return err
-	}
-	run(t, e.consumer(t, h, func(c *ConsumerConfig) { c.Calls = map[string]Call{e.typ: call} }).Run)
+	})
+	run(t, e.consumerOf(t, h, nil).Run)
 	e.startRelay(t)
 	e.write(t, 1, 3, 1, 1)
 	if !testenv.Eventually(5*time.Second, func() bool { return len(e.effects(t)) == 3 }) {
@@ -616,7 +628,7 @@ func TestCalls(t *testing.T) {
 	}
 	for n := range e.effects(t) {
 		if n != 10 && n != 20 && n != 30 {
-			t.Fatalf("an effect recorded %d: the Call's result did not reach the handler", n)
+			t.Fatalf("an effect recorded %d: the call's result did not reach the handler", n)
 		}
 	}
 	if calls.Load() < 4 {
@@ -624,13 +636,61 @@ func TestCalls(t *testing.T) {
 	}
 }
 
+// TestHandlerDecodes checks that data that does not decode into the
+// handler's type, or does not validate, is dead-lettered at once, without
+// a try of the handler.
+func TestHandlerDecodes(t *testing.T) {
+	applied := 0
+	h := On(func(ctx context.Context, tx *sql.Tx, ev Event, d checked) error { applied++; return nil })
+	for _, c := range []struct {
+		data string
+		ok   bool
+	}{
+		{`{"n": 1}`, true},
+		{`{"n": "one"}`, false}, // does not decode
+		{`{"n": -1}`, false},    // does not validate
+		{`[1]`, false},
+	} {
+		ap, err := h.prepare(context.Background(), Event{Type: "souk.test.v1.T", Data: json.RawMessage(c.data)})
+		_, permanentErr := errors.AsType[permanent](err)
+		if c.ok != (err == nil) || (err != nil && !permanentErr) {
+			t.Errorf("data %s: %v; want ok %v, or a permanent error", c.data, err, c.ok)
+		}
+		if err == nil {
+			if err := ap(context.Background(), nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if applied != 1 {
+		t.Fatalf("applied %d times, want once", applied)
+	}
+}
+
+type checked struct{ N int64 }
+
+func (c checked) Validate() error {
+	if c.N < 0 {
+		return errors.New("n must not be negative")
+	}
+	return nil
+}
+
 func TestPerType(t *testing.T) {
-	h := func(context.Context, *sql.Tx, Event) error { return nil }
-	got := PerType(ConsumerConfig{Name: "inv", Stream: "s", Handlers: map[string]Handler{
+	h := rawHandler(func(context.Context, *sql.Tx, Event) error { return nil }).handler()
+	cfg := ConsumerConfig{Name: "inv", Handlers: map[string]Handler{
 		"souk.orders.v1.OrderPlaced": h, "souk.orders.v1.StockReleaseRequested": h,
-	}})
+	}}
+	got := PerType(cfg)
 	if len(got) != 2 || got[0].Name != "inv-OrderPlaced" || got[1].Name != "inv-StockReleaseRequested" || len(got[0].Handlers) != 1 {
 		t.Fatalf("PerType = %+v", got)
+	}
+	if p, err := cfg.Producer(); p != "orders" || err != nil {
+		t.Fatalf("Producer() = %q, %v; want orders", p, err)
+	}
+	cfg.Handlers["souk.users.v1.UserRegistered"] = h
+	if _, err := cfg.Producer(); err == nil {
+		t.Fatal("a consumer of two services' events has a producer")
 	}
 }
 

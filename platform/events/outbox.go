@@ -52,16 +52,21 @@ func (o *Outbox) Write(ctx context.Context, tx *sql.Tx, evs ...Event) error {
 	return nil
 }
 
-// Do runs fn in a transaction and writes the events fn returns to the
-// outbox in the same transaction; after the commit it wakes the relay.
-func (o *Outbox) Do(ctx context.Context, fn func(tx *sql.Tx) ([]Event, error)) error {
-	err := o.db.InTx(ctx, func(tx *sql.Tx) error {
-		evs, err := fn(tx)
-		if err != nil {
-			return err
-		}
-		return o.Write(ctx, tx, evs...)
-	})
+// Emit writes an event of type typ about subject, with data as its JSON
+// payload and the trace context of ctx, within tx: the one way a service
+// publishes an event, from a handler or a request.
+func (o *Outbox) Emit(ctx context.Context, tx *sql.Tx, typ, subject string, data any) error {
+	e, err := New(ctx, typ, subject, data)
+	if err != nil {
+		return err
+	}
+	return o.Write(ctx, tx, e)
+}
+
+// Do runs fn in a transaction, in which fn makes its change and Emits the
+// events it implies; after the commit it wakes the relay.
+func (o *Outbox) Do(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	err := o.db.InTx(ctx, fn)
 	if err == nil {
 		o.Wake()
 	}

@@ -56,6 +56,22 @@ type BreakerConfig struct {
 	Probes      int           `yaml:"probes"`
 }
 
+// Upstream returns the transport by which every call to a service leaves,
+// the gateway's and one service's to another, addressed by service name
+// (http://catalog/…): a bulkhead and budgeted retries per service
+// (Transport), then the P2C picker over w's live instances whose circuits
+// admit the request, with a breaker per instance (discovery.Transport
+// guarded by Breakers), then HTTP/1.1 to the instance. The policies'
+// metrics and the breakers' states are registered with reg.
+func Upstream(w *discovery.Watcher, cfg Config, reg prometheus.Registerer) http.RoundTripper {
+	m := NewMetrics(reg)
+	picked := discovery.NewTransport(discovery.NewP2C(w))
+	breakers := NewBreakers(cfg.Breaker, m, w)
+	reg.MustRegister(breakers)
+	picked.Guard = breakers
+	return NewTransport(picked, cfg, m)
+}
+
 // DefaultConfig suits services that answer in milliseconds.
 func DefaultConfig() Config {
 	return Config{

@@ -1,24 +1,15 @@
 package catalog
 
-// The events the catalog publishes. ProductCreated and ProductUpdated carry
-// the whole product; PriceChanged, published beside ProductUpdated when the
-// price changes, carries the old and new price for consumers that care only
-// about prices.
-const (
-	ProductCreated = "souk.catalog.v1.ProductCreated"
-	ProductUpdated = "souk.catalog.v1.ProductUpdated"
-	PriceChanged   = "souk.catalog.v1.PriceChanged"
-	ProductDeleted = "souk.catalog.v1.ProductDeleted"
+import (
+	"github.com/souk-shop/souk/api/usersv1"
+	"github.com/souk-shop/souk/platform/events"
 )
 
-// PriceChangedData is the payload of PriceChanged.
-type PriceChangedData struct {
-	ID  string `json:"id"`
-	Old Money  `json:"old"`
-	New Money  `json:"new"`
-}
-
-// ProductDeletedData is the payload of ProductDeleted.
-type ProductDeletedData struct {
-	ID string `json:"id"`
+// Consumers are the event consumers the catalog runs: it counts the users
+// service's registrations for its stats.
+func (s *Service) Consumers() []events.ConsumerConfig {
+	return []events.ConsumerConfig{{
+		Name:     "catalog-user-stats",
+		Handlers: map[string]events.Handler{usersv1.UserRegistered: events.On(s.store.countRegistration)},
+	}}
 }

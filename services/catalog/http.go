@@ -5,19 +5,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/souk-shop/souk/api/money"
 	"github.com/souk-shop/souk/platform/auth"
-	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
 )
-
-// Service serves the catalog API.
-type Service struct {
-	store *Store
-}
-
-// New returns the service over st.
-func New(st *Store) *Service { return &Service{store: st} }
 
 // Routes registers every route of the catalog API. Anyone may read the
 // catalog; only admins (by the gateway's identity headers) change it.
@@ -28,15 +20,6 @@ func (s *Service) Routes(rt *server.Router) {
 	rt.Handle("PATCH /products/{id}", s.update)
 	rt.Handle("DELETE /products/{id}", s.delete)
 	rt.Handle("GET /catalog/stats", s.stats)
-}
-
-// Consumers are the event consumers the catalog runs.
-func (s *Service) Consumers() []events.ConsumerConfig {
-	return []events.ConsumerConfig{{
-		Name:     "catalog-user-stats",
-		Stream:   events.StreamName("users"),
-		Handlers: map[string]events.Handler{"souk.users.v1.UserRegistered": countRegistration},
-	}}
 }
 
 func (s *Service) stats(w http.ResponseWriter, r *http.Request) error {
@@ -57,14 +40,14 @@ type moneyRequest struct {
 }
 
 // money checks that both parts of a price are present.
-func (m *moneyRequest) money() (Money, error) {
+func (m *moneyRequest) money() (money.Money, error) {
 	if m.Amount == nil {
-		return Money{}, problem.Field("price.amount", "is required (an integer in minor units, e.g. 1999 for 19.99)")
+		return money.Money{}, problem.Field("price.amount", "is required (an integer in minor units, e.g. 1999 for 19.99)")
 	}
 	if m.Currency == nil {
-		return Money{}, problem.Field("price.currency", "is required")
+		return money.Money{}, problem.Field("price.currency", "is required")
 	}
-	return Money{Amount: *m.Amount, Currency: *m.Currency}, nil
+	return money.Money{Amount: *m.Amount, Currency: *m.Currency}, nil
 }
 
 type createRequest struct {
@@ -158,7 +141,7 @@ func (s *Service) update(w http.ResponseWriter, r *http.Request) error {
 	if req.Name == nil && req.Description == nil && req.Price == nil {
 		return problem.New(problem.Invalid, "nothing to change: set name, description or price")
 	}
-	var price Money
+	var price money.Money
 	if req.Price != nil {
 		if price, err = req.Price.money(); err != nil {
 			return err

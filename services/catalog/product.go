@@ -1,45 +1,23 @@
-// Package catalog is the catalog service: it owns the products and their
-// prices.
 package catalog
 
 import (
-	"embed"
-	"io/fs"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/souk-shop/souk/api/money"
 	"github.com/souk-shop/souk/platform/problem"
 )
 
-// Name is the service's name in the registry, metrics and logs.
-const Name = "catalog"
-
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations are the service's goose migrations.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
-
-// Money is an amount in the currency's minor unit (cents for EUR), never a
-// float, with its ISO 4217 code.
-type Money struct {
-	Amount   int64  `json:"amount"`
-	Currency string `json:"currency"`
-}
-
 // Product is something the shop sells.
 type Product struct {
-	ID          string    `json:"id"`
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	Price       Money     `json:"price"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	ID          string      `json:"id"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	Price       money.Money `json:"price"`
+	CreatedAt   time.Time   `json:"created_at"`
+	UpdatedAt   time.Time   `json:"updated_at"`
 }
 
 // validate checks the fields a client sets.

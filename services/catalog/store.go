@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/souk-shop/souk/api/catalogv1"
+	"github.com/souk-shop/souk/api/usersv1"
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/store"
@@ -35,15 +37,14 @@ func scanProduct(row interface{ Scan(...any) error }) (Product, error) {
 
 // Create inserts p and publishes ProductCreated.
 func (s *Store) Create(ctx context.Context, p Product) error {
-	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+	return s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO products (`+productColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 			p.ID, p.Name, p.Description, p.Price.Amount, p.Price.Currency, p.CreatedAt, p.UpdatedAt)
 		if err != nil {
-			return nil, fmt.Errorf("insert product: %w", err)
+			return fmt.Errorf("insert product: %w", err)
 		}
-		ev, err := events.New(ctx, ProductCreated, p.ID, p)
-		return []events.Event{ev}, err
+		return s.outbox.Emit(ctx, tx, catalogv1.ProductCreated, p.ID, catalogv1.Product(p))
 	})
 }
 
@@ -101,31 +102,29 @@ func escapeLike(s string) string {
 // changed, PriceChanged. An error from fn aborts the update.
 func (s *Store) Update(ctx context.Context, id string, fn func(*Product) error) (Product, error) {
 	var p Product
-	err := s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+	err := s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		var err error
 		if p, err = getProduct(ctx, tx, id); err != nil {
-			return nil, err
+			return err
 		}
 		old := p
 		if err := fn(&p); err != nil {
-			return nil, err
+			return err
 		}
 		if p == old {
-			return nil, nil // nothing changed: nothing to store or tell
+			return nil // nothing changed: nothing to store or tell
 		}
 		p.UpdatedAt = time.Now().UTC().Truncate(time.Microsecond)
 		_, err = tx.ExecContext(ctx,
 			`UPDATE products SET name = $1, description = $2, price_amount = $3, price_currency = $4, updated_at = $5 WHERE id = $6`,
 			p.Name, p.Description, p.Price.Amount, p.Price.Currency, p.UpdatedAt, p.ID)
 		if err != nil {
-			return nil, fmt.Errorf("update product: %w", err)
+			return fmt.Errorf("update product: %w", err)
 		}
-		updated, err := events.New(ctx, ProductUpdated, p.ID, p)
-		if err != nil || p.Price == old.Price {
-			return []events.Event{updated}, err
+		if err := s.outbox.Emit(ctx, tx, catalogv1.ProductUpdated, p.ID, catalogv1.Product(p)); err != nil || p.Price == old.Price {
+			return err
 		}
-		priced, err := events.New(ctx, PriceChanged, p.ID, PriceChangedData{ID: p.ID, Old: old.Price, New: p.Price})
-		return []events.Event{updated, priced}, err
+		return s.outbox.Emit(ctx, tx, catalogv1.PriceChanged, p.ID, catalogv1.PriceChangedData{ID: p.ID, Old: old.Price, New: p.Price})
 	})
 	return p, err
 }
@@ -133,16 +132,15 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*Product) error) 
 // Delete removes the product with id and publishes ProductDeleted, or
 // returns NotFound.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+	return s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM products WHERE id = $1`, id)
 		if err != nil {
-			return nil, fmt.Errorf("delete product: %w", err)
+			return fmt.Errorf("delete product: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return nil, problem.New(problem.NotFound, "product %s not found", id)
+			return problem.New(problem.NotFound, "product %s not found", id)
 		}
-		ev, err := events.New(ctx, ProductDeleted, id, ProductDeletedData{ID: id})
-		return []events.Event{ev}, err
+		return s.outbox.Emit(ctx, tx, catalogv1.ProductDeleted, id, catalogv1.ProductDeletedData{ID: id})
 	})
 }
 
@@ -168,7 +166,9 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 }
 
 // countRegistration is the effect of one UserRegistered event.
-func countRegistration(ctx context.Context, tx *sql.Tx, _ events.Event) error {
-	_, err := tx.ExecContext(ctx, `UPDATE user_stats SET registered_users = registered_users + 1 WHERE id = 1`)
-	return err
+func (s *Store) countRegistration(ctx context.Context, tx *sql.Tx, _ events.Event, _ usersv1.UserRegisteredData) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE user_stats SET registered_users = registered_users + 1 WHERE id = 1`); err != nil {
+		return fmt.Errorf("count a registration: %w", err)
+	}
+	return nil
 }

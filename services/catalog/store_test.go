@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/souk-shop/souk/api/catalogv1"
+	"github.com/souk-shop/souk/api/money"
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
@@ -17,7 +19,7 @@ import (
 
 // TestStore is the store's contract, run against every database engine.
 func TestStore(t *testing.T) {
-	testenv.ForEachDatabase(t, Name, Migrations(), func(t *testing.T, db *store.DB) {
+	testenv.ForEachDatabase(t, Name, Config{}.Migrations(), func(t *testing.T, db *store.DB) {
 		if err := events.Migrate(context.Background(), db, Name, testenv.Logger(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -27,7 +29,7 @@ func TestStore(t *testing.T) {
 
 func newProduct(name string, cents int64) Product {
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	return Product{ID: server.NewID(), Name: name, Description: "a " + name, Price: Money{cents, "EUR"}, CreatedAt: now, UpdatedAt: now}
+	return Product{ID: server.NewID(), Name: name, Description: "a " + name, Price: money.Money{Amount: cents, Currency: "EUR"}, CreatedAt: now, UpdatedAt: now}
 }
 
 func testStore(t *testing.T, st *Store, db *store.DB) {
@@ -60,7 +62,7 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 	})
 
 	t.Run("every change publishes what it changed, and only if it committed", func(t *testing.T) {
-		want := []string{ProductCreated}
+		want := []string{catalogv1.ProductCreated}
 		check := func(step string) {
 			t.Helper()
 			if got := testenv.OutboxTypes(t, db); !slices.Equal(got, want) {
@@ -71,7 +73,7 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 		if _, err := st.Update(ctx, lamp.ID, func(p *Product) error { p.Name = "Brass Lamp II"; return nil }); err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, ProductUpdated)
+		want = append(want, catalogv1.ProductUpdated)
 		check("a rename")
 		if _, err := st.Update(ctx, lamp.ID, func(p *Product) error { return nil }); err != nil {
 			t.Fatal(err)
@@ -88,7 +90,7 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 		if _, err := st.Update(ctx, lamp.ID, func(p *Product) error { p.Price.Amount = 4500; return nil }); err != nil {
 			t.Fatal(err)
 		}
-		want = append(want, ProductUpdated, PriceChanged)
+		want = append(want, catalogv1.ProductUpdated, catalogv1.PriceChanged)
 		check("a price change")
 	})
 
@@ -147,7 +149,7 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 		if err := st.Delete(ctx, lamp.ID); err != nil {
 			t.Fatal(err)
 		}
-		if types := testenv.OutboxTypes(t, db); types[len(types)-1] != ProductDeleted {
+		if types := testenv.OutboxTypes(t, db); types[len(types)-1] != catalogv1.ProductDeleted {
 			t.Fatalf("outbox after delete ends with %s", types[len(types)-1])
 		}
 		all, _ := st.List(ctx, "", "", 100)

@@ -92,6 +92,17 @@ func DefaultConfig() Config {
 	return cfg
 }
 
+// WithoutRateLimits returns c with every rate limit off: for load tests,
+// which send hundreds of requests a second from one address.
+func (c Config) WithoutRateLimits() Config {
+	c.Defaults.RateLimit = RateLimits{}
+	c.Routes = slices.Clone(c.Routes)
+	for i := range c.Routes {
+		c.Routes[i].RateLimit = nil
+	}
+	return c
+}
+
 // LoadConfig reads a configuration file, YAML or JSON; "" means the
 // built-in one.
 func LoadConfig(path string) (Config, error) {

@@ -71,10 +71,7 @@ func newFixture(t testing.TB) *fixture { return newFixtureLimited(t, false, nil)
 func newFixtureLimited(t testing.TB, limits bool, tp trace.TracerProvider) *fixture {
 	cfg := DefaultConfig()
 	if !limits {
-		cfg.Defaults.RateLimit = RateLimits{}
-		for i := range cfg.Routes {
-			cfg.Routes[i].RateLimit = nil
-		}
+		cfg = cfg.WithoutRateLimits()
 	} else {
 		huge := &Limit{RPS: 1e9, Burst: 1e9}
 		cfg.Defaults.RateLimit = RateLimits{Address: huge, User: huge, Key: huge}

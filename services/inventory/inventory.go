@@ -1,26 +1,6 @@
-// Package inventory is the inventory service: stock per product, and
-// reservations that the order saga makes, commits and releases. Stock never
-// goes negative: every change is a conditional update, and the table checks
-// it too.
 package inventory
 
-import (
-	"embed"
-	"io/fs"
-	"time"
-)
-
-// Name is the service's name in the registry, metrics and logs.
-const Name = "inventory"
-
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations are the service's goose migrations.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
+import "time"
 
 // Stock is a product's stock.
 type Stock struct {

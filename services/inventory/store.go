@@ -16,6 +16,10 @@ import (
 )
 
 // Store keeps stock and reservations.
+//
+// One reader besides the service: souk check (internal/check) reads the
+// stock, reservations and reservation_items tables, read-only, to audit the saga across the services'
+// databases. A change of those tables' shape is a change for it too.
 type Store struct {
 	db     *store.DB
 	outbox *events.Outbox
@@ -59,8 +63,14 @@ func (s *Store) SetAvailable(ctx context.Context, productID string, available in
 	return s.Get(ctx, productID)
 }
 
-// reserve handles OrderPlaced: it reserves every item or none.
-func (s *Store) reserve(ctx context.Context, tx *sql.Tx, e events.Event, d saga.OrderPlacedData) error {
+// clockSkew is how far the clocks of orders' and inventory's machines may
+// disagree: a reservation outlives its order's deadline by that much.
+const clockSkew = 5 * time.Second
+
+// reserve handles OrderPlaced: it reserves every item or none, until the
+// later of the store's TTL and the order's own deadline, so that no live
+// order loses its stock whatever the two services are told.
+func (s *Store) reserve(ctx context.Context, tx *sql.Tx, d saga.OrderPlacedData) error {
 	status, err := reservationStatus(ctx, tx, d.OrderID)
 	if err != nil {
 		return err
@@ -96,7 +106,11 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, e events.Event, d saga.
 	if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT reserve`); err != nil {
 		return err
 	}
-	if err := insertReservation(ctx, tx, d.OrderID, Reserved, t.Add(s.ttl), t); err != nil {
+	expires := t.Add(s.ttl)
+	if floor := d.Deadline.Add(clockSkew); floor.After(expires) {
+		expires = floor
+	}
+	if err := insertReservation(ctx, tx, d.OrderID, Reserved, expires, t); err != nil {
 		return err
 	}
 	for _, it := range items {
@@ -189,17 +203,17 @@ func (s *Store) ExpireReservations(ctx context.Context, limit int) (int, error) 
 	}
 	rows.Close()
 	for _, id := range ids {
-		err := s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+		err := s.outbox.Do(ctx, func(tx *sql.Tx) error {
 			// Checked again inside the transaction: a commit may have won.
 			var status string
 			var expires time.Time
 			if err := tx.QueryRowContext(ctx, `SELECT status, expires_at FROM reservations WHERE order_id = $1`, id).Scan(&status, &expires); err != nil {
-				return nil, err
+				return fmt.Errorf("get reservation of %s: %w", id, err)
 			}
 			if status != Reserved || !expires.Before(now()) {
-				return nil, nil
+				return nil
 			}
-			return nil, s.release(ctx, tx, saga.OrderRef{OrderID: id}, Expired)
+			return s.release(ctx, tx, saga.OrderRef{OrderID: id}, Expired)
 		})
 		if err != nil {
 			return 0, err
@@ -256,9 +270,5 @@ func setStatus(ctx context.Context, tx *sql.Tx, orderID, status string) error {
 
 // reply writes an answer to the saga into the outbox, in tx.
 func (s *Store) reply(ctx context.Context, tx *sql.Tx, typ string, data saga.Outcome) error {
-	ev, err := events.New(ctx, typ, data.OrderID, data)
-	if err != nil {
-		return err
-	}
-	return s.outbox.Write(ctx, tx, ev)
+	return s.outbox.Emit(ctx, tx, typ, data.OrderID, data)
 }

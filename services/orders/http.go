@@ -11,24 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/souk-shop/souk/api/money"
 	"github.com/souk-shop/souk/api/saga"
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
 )
-
-// Service serves the orders API and runs the saga.
-type Service struct {
-	store    *Store
-	catalog  *http.Client // resolves http://catalog/… through the registry, with breakers and retries
-	deadline time.Duration
-}
-
-// New returns the service over st. Prices come from the catalog service
-// through client; an order not settled within deadline is cancelled.
-func New(st *Store, client *http.Client, deadline time.Duration) *Service {
-	return &Service{store: st, catalog: client, deadline: deadline}
-}
 
 // Routes registers every route of the orders API.
 func (s *Service) Routes(rt *server.Router) {
@@ -135,18 +123,18 @@ func (s *Service) place(w http.ResponseWriter, r *http.Request) error {
 
 // price asks the catalog for each item's price, now: the client's idea of
 // the price does not count.
-func (s *Service) price(ctx context.Context, items []itemRequest) ([]Line, saga.Money, error) {
+func (s *Service) price(ctx context.Context, items []itemRequest) ([]Line, money.Money, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	var lines []Line
-	var total saga.Money
+	var total money.Money
 	for _, it := range items {
 		p, err := s.productPrice(ctx, it.ProductID)
 		if err != nil {
-			return nil, saga.Money{}, err
+			return nil, money.Money{}, err
 		}
 		if total.Currency != "" && p.Currency != total.Currency {
-			return nil, saga.Money{}, problem.New(problem.Unprocessable, "the items are priced in %s and %s; order them separately", total.Currency, p.Currency)
+			return nil, money.Money{}, problem.New(problem.Unprocessable, "the items are priced in %s and %s; order them separately", total.Currency, p.Currency)
 		}
 		total.Currency = p.Currency
 		total.Amount += p.Amount * it.Quantity
@@ -155,28 +143,28 @@ func (s *Service) price(ctx context.Context, items []itemRequest) ([]Line, saga.
 	return lines, total, nil
 }
 
-func (s *Service) productPrice(ctx context.Context, id string) (saga.Money, error) {
+func (s *Service) productPrice(ctx context.Context, id string) (money.Money, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://catalog/products/"+id, nil)
 	if err != nil {
-		return saga.Money{}, err
+		return money.Money{}, err
 	}
 	resp, err := s.catalog.Do(req)
 	if err != nil {
-		return saga.Money{}, problem.Wrap(problem.Unavailable, err, "the catalog is unavailable; try again")
+		return money.Money{}, problem.Wrap(problem.Unavailable, err, "the catalog is unavailable; try again")
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
-		return saga.Money{}, problem.New(problem.Unprocessable, "product %s does not exist", id)
+		return money.Money{}, problem.New(problem.Unprocessable, "product %s does not exist", id)
 	default:
-		return saga.Money{}, problem.New(problem.Unavailable, "the catalog answered %d; try again", resp.StatusCode)
+		return money.Money{}, problem.New(problem.Unavailable, "the catalog answered %d; try again", resp.StatusCode)
 	}
 	var p struct {
-		Price saga.Money `json:"price"`
+		Price money.Money `json:"price"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
-		return saga.Money{}, problem.Wrap(problem.BadGateway, err, "the catalog's answer did not parse")
+		return money.Money{}, problem.Wrap(problem.BadGateway, err, "the catalog's answer did not parse")
 	}
 	return p.Price, nil
 }

@@ -1,29 +1,12 @@
-// Package orders is the orders service: it takes orders and runs the
-// saga that settles them (reserve stock, authorize payment, commit stock
-// and capture payment, confirm; or compensate and cancel). An order is an
-// append-only log of its events; its state is what the log folds to.
 package orders
 
 import (
-	"embed"
 	"encoding/json"
-	"io/fs"
 	"time"
 
+	"github.com/souk-shop/souk/api/money"
 	"github.com/souk-shop/souk/api/saga"
 )
-
-// Name is the service's name in the registry, metrics and logs.
-const Name = "orders"
-
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations are the service's goose migrations.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
 
 // Statuses of an order. Confirmed and cancelled are terminal.
 const (
@@ -39,22 +22,22 @@ func Terminal(status string) bool { return status == Confirmed || status == Canc
 
 // Line is an ordered item at the price catalog gave at order time.
 type Line struct {
-	ProductID string     `json:"product_id"`
-	Quantity  int64      `json:"quantity"`
-	UnitPrice saga.Money `json:"unit_price"`
+	ProductID string      `json:"product_id"`
+	Quantity  int64       `json:"quantity"`
+	UnitPrice money.Money `json:"unit_price"`
 }
 
 // Order is the state an order's log folds to.
 type Order struct {
-	ID         string     `json:"id"`
-	CustomerID string     `json:"customer_id"`
-	Status     string     `json:"status"`
-	Reason     string     `json:"reason,omitempty"` // why it was cancelled
-	Lines      []Line     `json:"items"`
-	Total      saga.Money `json:"total"`
-	CreatedAt  time.Time  `json:"created_at"`
-	UpdatedAt  time.Time  `json:"updated_at"`
-	Deadline   time.Time  `json:"deadline"`
+	ID         string      `json:"id"`
+	CustomerID string      `json:"customer_id"`
+	Status     string      `json:"status"`
+	Reason     string      `json:"reason,omitempty"` // why it was cancelled
+	Lines      []Line      `json:"items"`
+	Total      money.Money `json:"total"`
+	CreatedAt  time.Time   `json:"created_at"`
+	UpdatedAt  time.Time   `json:"updated_at"`
+	Deadline   time.Time   `json:"deadline"`
 
 	// What the saga has got so far.
 	committed bool
@@ -71,17 +54,12 @@ type Event struct {
 	At   time.Time       `json:"at"`
 }
 
-// Log entries besides the saga's own event types.
-const (
-	logPlaced = saga.OrderPlaced
-)
-
 // placedData is the first entry of every log.
 type placedData struct {
-	CustomerID string     `json:"customer_id"`
-	Lines      []Line     `json:"items"`
-	Total      saga.Money `json:"total"`
-	Deadline   time.Time  `json:"deadline"`
+	CustomerID string      `json:"customer_id"`
+	Lines      []Line      `json:"items"`
+	Total      money.Money `json:"total"`
+	Deadline   time.Time   `json:"deadline"`
 }
 
 // fold replays an order's log.
@@ -93,7 +71,7 @@ func fold(id string, log []Event) Order {
 		}
 		o.UpdatedAt = e.At
 		switch e.Type {
-		case logPlaced:
+		case saga.OrderPlaced:
 			var d placedData
 			_ = json.Unmarshal(e.Data, &d)
 			o.CustomerID, o.Lines, o.Total, o.Deadline = d.CustomerID, d.Lines, d.Total, d.Deadline

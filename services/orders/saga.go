@@ -1,16 +1,6 @@
 package orders
 
-import (
-	"context"
-	"database/sql"
-	"encoding/json"
-	"fmt"
-	"log/slog"
-	"time"
-
-	"github.com/souk-shop/souk/api/saga"
-	"github.com/souk-shop/souk/platform/events"
-)
+import "github.com/souk-shop/souk/api/saga"
 
 // The saga, as orders runs it. Each answer from inventory or payments is
 // applied to the order it names, in a transaction that locks the order:
@@ -106,62 +96,4 @@ func cancel(o Order, reason string) []step {
 		steps = append(steps, request(saga.StockReleaseRequested, o.ID))
 	}
 	return steps
-}
-
-// Consumers apply inventory's and payments' answers, one consumer per
-// answer type.
-func (s *Service) Consumers() []events.ConsumerConfig {
-	handle := func(ctx context.Context, tx *sql.Tx, e events.Event) error {
-		var d saga.Outcome
-		if err := json.Unmarshal(e.Data, &d); err != nil || d.OrderID == "" {
-			return events.Permanent(fmt.Errorf("%s payload without an order_id", e.Type))
-		}
-		c := ""
-		if e.Type == saga.StockReserved {
-			var err error
-			if c, err = card(ctx, tx, d.OrderID); err != nil {
-				return err
-			}
-		}
-		return s.store.act(ctx, tx, d.OrderID, func(o Order) []step { return decide(o, e.Type, d, c) })
-	}
-	stream := func(service string, types ...string) []events.ConsumerConfig {
-		hs := map[string]events.Handler{}
-		for _, t := range types {
-			hs[t] = handle
-		}
-		return events.PerType(events.ConsumerConfig{Name: "orders", Stream: events.StreamName(service), Handlers: hs, Outbox: s.store.outbox})
-	}
-	return append(
-		stream("inventory", saga.StockReserved, saga.ReservationFailed, saga.StockCommitted, saga.StockCommitFailed, saga.StockReleased),
-		stream("payments", saga.PaymentAuthorized, saga.PaymentDeclined, saga.PaymentCaptured, saga.PaymentCaptureFailed, saga.PaymentCancelled)...)
-}
-
-// RunDeadlines cancels unfinished orders past their deadline, twice a
-// second, until ctx ends.
-func (s *Service) RunDeadlines(ctx context.Context, log *slog.Logger) {
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		ids, err := s.store.overdue(ctx, 200)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("finding overdue orders", "err", err)
-		}
-		for _, id := range ids {
-			err := s.store.Act(ctx, id, func(o Order) []step {
-				if Terminal(o.Status) || time.Now().Before(o.Deadline) {
-					return nil
-				}
-				return cancel(o, saga.ReasonDeadline)
-			})
-			if err != nil && ctx.Err() == nil {
-				log.Warn("cancelling an overdue order", "order", id, "err", err)
-			}
-		}
-	}
 }

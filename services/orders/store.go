@@ -15,6 +15,10 @@ import (
 )
 
 // Store keeps orders as logs of events.
+//
+// One reader besides the service: souk check (internal/check) reads the
+// orders and order_events tables, read-only, to audit the saga across the services'
+// databases. A change of those tables' shape is a change for it too.
 type Store struct {
 	db     *store.DB
 	outbox *events.Outbox
@@ -43,26 +47,25 @@ func (s *Store) existing(ctx context.Context, customerID, key string) (id, hash 
 // saga. If the customer already placed an order with key, it returns that
 // order, or ErrKeyReused if that order came from another request.
 func (s *Store) Place(ctx context.Context, o Order, key, hash, card string) (Order, bool, error) {
-	err := s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+	err := s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
 			INSERT INTO orders (id, customer_id, idempotency_key, request_hash, card, status, deadline_at, created_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 			o.ID, o.CustomerID, key, hash, card, Placed, o.Deadline, o.CreatedAt)
 		if err != nil {
-			return nil, err
+			return err // a unique violation is checked below
 		}
 		data := placedData{CustomerID: o.CustomerID, Lines: o.Lines, Total: o.Total, Deadline: o.Deadline}
-		if err := appendLog(ctx, tx, o.ID, 1, logPlaced, data, o.CreatedAt); err != nil {
-			return nil, err
+		if err := appendLog(ctx, tx, o.ID, 1, saga.OrderPlaced, data, o.CreatedAt); err != nil {
+			return err
 		}
 		items := make([]saga.Item, len(o.Lines))
 		for i, l := range o.Lines {
 			items[i] = saga.Item{ProductID: l.ProductID, Quantity: l.Quantity}
 		}
-		ev, err := events.New(ctx, saga.OrderPlaced, o.ID, saga.OrderPlacedData{
+		return s.outbox.Emit(ctx, tx, saga.OrderPlaced, o.ID, saga.OrderPlacedData{
 			OrderID: o.ID, CustomerID: o.CustomerID, Items: items, Total: o.Total, Deadline: o.Deadline,
 		})
-		return []events.Event{ev}, err
 	})
 	if store.IsUniqueViolation(err) { // the same key, at the same time
 		id, prev, err := s.existing(ctx, o.CustomerID, key)
@@ -154,11 +157,7 @@ func (s *Store) act(ctx context.Context, tx *sql.Tx, id string, decide func(Orde
 			return err
 		}
 		if st.publish {
-			ev, err := events.New(ctx, st.typ, id, st.data)
-			if err != nil {
-				return err
-			}
-			if err := s.outbox.Write(ctx, tx, ev); err != nil {
+			if err := s.outbox.Emit(ctx, tx, st.typ, id, st.data); err != nil {
 				return err
 			}
 		}
@@ -195,9 +194,7 @@ func appendLog(ctx context.Context, tx *sql.Tx, id string, seq int64, typ string
 
 // Act applies decide to an order in a transaction of its own.
 func (s *Store) Act(ctx context.Context, id string, decide func(Order) []step) error {
-	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
-		return nil, s.act(ctx, tx, id, decide)
-	})
+	return s.outbox.Do(ctx, func(tx *sql.Tx) error { return s.act(ctx, tx, id, decide) })
 }
 
 // overdue lists up to limit unfinished orders past their deadline.
@@ -220,7 +217,7 @@ func (s *Store) overdue(ctx context.Context, limit int) ([]string, error) {
 }
 
 // card returns the payment card an order was placed with.
-func card(ctx context.Context, tx *sql.Tx, id string) (string, error) {
+func (s *Store) card(ctx context.Context, tx *sql.Tx, id string) (string, error) {
 	var c string
 	err := tx.QueryRowContext(ctx, `SELECT card FROM orders WHERE id = $1`, id).Scan(&c)
 	return c, err

@@ -10,7 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"time"
 
-	"github.com/souk-shop/souk/api/saga"
+	"github.com/souk-shop/souk/api/money"
 	"github.com/souk-shop/souk/platform/store"
 )
 
@@ -20,7 +20,7 @@ import (
 type Provider interface {
 	// Authorize holds amount on card and returns the authorization's
 	// reference, or ErrDeclined.
-	Authorize(ctx context.Context, key, orderID string, amount saga.Money, card string) (ref string, err error)
+	Authorize(ctx context.Context, key, orderID string, amount money.Money, card string) (ref string, err error)
 	// Capture takes the money held by ref; ErrVoided if it was voided.
 	Capture(ctx context.Context, key, orderID, ref string) error
 	// Void releases the hold; ErrCaptured if it was captured.
@@ -67,7 +67,7 @@ var _ Provider = (*Simulated)(nil)
 // NewSimulated returns a simulated provider keeping its books in db.
 func NewSimulated(db *store.DB, cfg SimulatedConfig) *Simulated { return &Simulated{db: db, cfg: cfg} }
 
-func (p *Simulated) Authorize(ctx context.Context, key, orderID string, amount saga.Money, card string) (string, error) {
+func (p *Simulated) Authorize(ctx context.Context, key, orderID string, amount money.Money, card string) (string, error) {
 	if err := p.behave(ctx, card); err != nil {
 		return "", err
 	}
@@ -159,7 +159,7 @@ func lookup(ctx context.Context, tx *sql.Tx, key string) (op, bool, error) {
 
 // record stores an operation under key unless key was used before, and
 // returns what the key stands for.
-func (p *Simulated) record(ctx context.Context, key, operation, orderID, ref string, amount saga.Money, outcome string) (op, error) {
+func (p *Simulated) record(ctx context.Context, key, operation, orderID, ref string, amount money.Money, outcome string) (op, error) {
 	var got op
 	err := p.db.InTx(ctx, func(tx *sql.Tx) error {
 		if prev, ok, err := lookup(ctx, tx, key); err != nil || ok {

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/souk-shop/souk/api/usersv1"
 	"github.com/souk-shop/souk/platform/auth"
-	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 )
 
@@ -35,17 +35,17 @@ func (s *Store) SetRole(ctx context.Context, email, role string) error {
 	if err := auth.ValidRole(role); err != nil {
 		return problem.Field("role", err.Error())
 	}
-	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+	return s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		var id string
 		err := tx.QueryRowContext(ctx, `UPDATE users SET role = $1, updated_at = $2 WHERE email = $3 RETURNING id`,
 			role, now(), email).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, problem.New(problem.NotFound, "no user with email %s", email)
+			return problem.New(problem.NotFound, "no user with email %s", email)
 		}
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("set role: %w", err)
 		}
-		return revokeKeys(ctx, tx, `user_id = $1`, id)
+		return s.revokeKeys(ctx, tx, `user_id = $1`, id)
 	})
 }
 
@@ -199,22 +199,22 @@ type APIKey struct {
 func (s *Store) CreateAPIKey(ctx context.Context, userID, name string) (APIKey, error) {
 	key, prefix, hash := auth.NewAPIKey()
 	k := APIKey{ID: newID(), Name: name, Prefix: prefix, CreatedAt: now(), Key: key}
-	err := s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+	err := s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		err := tx.QueryRowContext(ctx, `SELECT role FROM users WHERE id = $1`, userID).Scan(&k.Role)
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, problem.New(problem.NotFound, "user %s not found", userID)
+			return problem.New(problem.NotFound, "user %s not found", userID)
 		}
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("get the role of %s: %w", userID, err)
 		}
 		_, err = tx.ExecContext(ctx,
 			`INSERT INTO api_keys (id, user_id, name, prefix, secret_hash, role, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 			k.ID, userID, k.Name, k.Prefix, hash, k.Role, k.CreatedAt)
 		if err != nil {
-			return nil, fmt.Errorf("insert api key: %w", err)
+			return fmt.Errorf("insert api key: %w", err)
 		}
-		ev, err := events.New(ctx, APIKeyCreated, k.Prefix, APIKeyData{Prefix: prefix, SecretHash: hash, UserID: userID, Role: k.Role})
-		return []events.Event{ev}, err
+		return s.outbox.Emit(ctx, tx, usersv1.APIKeyCreated, k.Prefix,
+			usersv1.APIKeyData{Prefix: prefix, SecretHash: hash, UserID: userID, Role: k.Role})
 	})
 	return k, err
 }
@@ -247,45 +247,45 @@ func (s *Store) APIKeys(ctx context.Context, userID string) ([]APIKey, error) {
 // RevokeAPIKey revokes the key id if it belongs to userID (any key, if
 // admin), and publishes APIKeyRevoked.
 func (s *Store) RevokeAPIKey(ctx context.Context, id, userID string, admin bool) error {
-	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+	return s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		var owner string
 		err := tx.QueryRowContext(ctx, `SELECT user_id FROM api_keys WHERE id = $1`, id).Scan(&owner)
 		if errors.Is(err, sql.ErrNoRows) || err == nil && owner != userID && !admin {
-			return nil, problem.New(problem.NotFound, "api key %s not found", id)
+			return problem.New(problem.NotFound, "api key %s not found", id)
 		}
 		if err != nil {
-			return nil, err
+			return fmt.Errorf("get api key %s: %w", id, err)
 		}
-		return revokeKeys(ctx, tx, `id = $1`, id)
+		return s.revokeKeys(ctx, tx, `id = $1`, id)
 	})
 }
 
 // revokeKeys revokes the unrevoked keys matching where (with one argument)
-// and returns an APIKeyRevoked event for each.
-func revokeKeys(ctx context.Context, tx *sql.Tx, where string, arg any) ([]events.Event, error) {
+// and emits APIKeyRevoked for each.
+func (s *Store) revokeKeys(ctx context.Context, tx *sql.Tx, where string, arg any) error {
 	rows, err := tx.QueryContext(ctx, `UPDATE api_keys SET revoked_at = $2 WHERE `+where+` AND revoked_at IS NULL RETURNING prefix`, arg, now())
 	if err != nil {
-		return nil, fmt.Errorf("revoke api keys: %w", err)
+		return fmt.Errorf("revoke api keys: %w", err)
 	}
 	var prefixes []string
 	for rows.Next() {
 		var p string
 		if err := rows.Scan(&p); err != nil {
 			rows.Close()
-			return nil, err
+			return fmt.Errorf("revoke api keys: %w", err)
 		}
 		prefixes = append(prefixes, p)
 	}
 	rows.Close()
-	var evs []events.Event
-	for _, p := range prefixes {
-		ev, err := events.New(ctx, APIKeyRevoked, p, APIKeyData{Prefix: p, Revoked: true})
-		if err != nil {
-			return nil, err
-		}
-		evs = append(evs, ev)
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("revoke api keys: %w", err)
 	}
-	return evs, rows.Err()
+	for _, p := range prefixes {
+		if err := s.outbox.Emit(ctx, tx, usersv1.APIKeyRevoked, p, usersv1.APIKeyData{Prefix: p, Revoked: true}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // loginWindow is the window in which failed logins are counted.

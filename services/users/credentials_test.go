@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/souk-shop/souk/api/usersv1"
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/events"
@@ -16,7 +17,7 @@ import (
 )
 
 func TestCredentials(t *testing.T) {
-	testenv.ForEachDatabase(t, Name, Migrations(), func(t *testing.T, db *store.DB) {
+	testenv.ForEachDatabase(t, Name, Config{}.Migrations(), func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		if err := events.Migrate(ctx, db, Name, testenv.Logger(t)); err != nil {
 			t.Fatal(err)
@@ -111,7 +112,7 @@ func TestCredentials(t *testing.T) {
 				t.Fatal("revoked key not shown revoked")
 			}
 			types := testenv.OutboxTypes(t, db)
-			if n := len(types); !slices.Contains(types, APIKeyCreated) || types[n-1] != APIKeyRevoked {
+			if n := len(types); !slices.Contains(types, usersv1.APIKeyCreated) || types[n-1] != usersv1.APIKeyRevoked {
 				t.Fatalf("outbox holds %v, want an APIKeyCreated and, last, an APIKeyRevoked", types)
 			}
 		})
@@ -192,7 +193,7 @@ func TestCredentials(t *testing.T) {
 		})
 
 		t.Run("outbox", func(t *testing.T) {
-			if got := testenv.OutboxTypes(t, db); !slices.Contains(got, UserRegistered) {
+			if got := testenv.OutboxTypes(t, db); !slices.Contains(got, usersv1.UserRegistered) {
 				t.Fatalf("no UserRegistered in %v", got)
 			}
 		})

@@ -1,30 +1,45 @@
 package users
 
 import (
-	"time"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/souk-shop/souk/api/usersv1"
 	"github.com/souk-shop/souk/platform/auth"
+	"github.com/souk-shop/souk/platform/events"
 )
 
-// UserRegistered is published when a user is created.
-const UserRegistered = "souk.users.v1.UserRegistered"
-
-// UserRegisteredData is the payload of UserRegistered.
-type UserRegisteredData struct {
-	ID           string    `json:"id"`
-	Name         string    `json:"name"`
-	Email        string    `json:"email"`
-	RegisteredAt time.Time `json:"registered_at"`
+// Consumers are the event consumers the users service runs: the projection
+// of API keys into the bucket the gateways watch. Creations and
+// revocations have a consumer each (one filter subject each, which any NATS
+// 2.x serves), so they may be applied in either order: projectAPIKey makes
+// the order not matter.
+func (s *Service) Consumers() []events.ConsumerConfig {
+	project := events.On(s.projectAPIKey)
+	return []events.ConsumerConfig{
+		{Name: "users-api-keys-created", Handlers: map[string]events.Handler{usersv1.APIKeyCreated: project}},
+		{Name: "users-api-keys-revoked", Handlers: map[string]events.Handler{usersv1.APIKeyRevoked: project}},
+	}
 }
 
-// APIKeyCreated and APIKeyRevoked keep the gateways' view of API keys
-// current: the users service projects them into the NATS KV bucket
-// auth.APIKeyBucket, which every gateway watches.
-const (
-	APIKeyCreated = "souk.users.v1.APIKeyCreated"
-	APIKeyRevoked = "souk.users.v1.APIKeyRevoked"
-)
-
-// APIKeyData is the payload of APIKeyCreated and APIKeyRevoked, and the
-// value stored under the key's prefix in auth.APIKeyBucket.
-type APIKeyData = auth.APIKeyEntry
+// projectAPIKey writes a key's entry to the bucket. A created key is only
+// ever added, never overwritten, so a revocation that got there first
+// stands; a revocation always overwrites.
+func (s *Service) projectAPIKey(ctx context.Context, _ *sql.Tx, _ events.Event, d usersv1.APIKeyData) error {
+	val, err := json.Marshal(auth.APIKeyEntry(d))
+	if err != nil {
+		return err
+	}
+	if d.Revoked {
+		_, err := s.apiKeys.Put(ctx, d.Prefix, val)
+		return err
+	}
+	if _, err := s.apiKeys.Create(ctx, d.Prefix, val); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return err
+	}
+	return nil
+}

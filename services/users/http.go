@@ -2,8 +2,6 @@ package users
 
 import (
 	"context"
-	"database/sql"
-	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
@@ -11,31 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/souk-shop/souk/platform/auth"
-	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
 )
-
-// Service serves the users API: users, registration and login, signing
-// keys and API keys.
-type Service struct {
-	store   *Store
-	hasher  *auth.Hasher
-	keyLead time.Duration
-}
-
-// New returns the service over st, hashing passwords with hasher. A
-// rotated signing key starts signing keyLead after the rotation (KeyLead
-// if zero, at once if negative).
-func New(st *Store, hasher *auth.Hasher, keyLead time.Duration) *Service {
-	if keyLead == 0 {
-		keyLead = KeyLead
-	}
-	return &Service{store: st, hasher: hasher, keyLead: max(keyLead, 0)}
-}
 
 // Routes registers every route of the users API. Identity comes from the
 // gateway's headers (auth.FromRequest); each handler checks what it needs.
@@ -53,40 +30,6 @@ func (s *Service) Routes(rt *server.Router) {
 	rt.Handle("GET /users/{id}", s.get)
 	rt.Handle("PATCH /users/{id}", s.update)
 	rt.Handle("DELETE /users/{id}", s.delete)
-}
-
-// Consumers are the event consumers the users service runs: the projection
-// of API keys into the bucket the gateways watch. Creations and
-// revocations have a consumer each (one filter subject each, which any NATS
-// 2.x serves), so they may be applied in either order: projectAPIKey makes
-// the order not matter.
-func (s *Service) Consumers(keys jetstream.KeyValue) []events.ConsumerConfig {
-	project := projectAPIKey(keys)
-	return []events.ConsumerConfig{
-		{Name: "users-api-keys-created", Stream: events.StreamName(Name), Handlers: map[string]events.Handler{APIKeyCreated: project}},
-		{Name: "users-api-keys-revoked", Stream: events.StreamName(Name), Handlers: map[string]events.Handler{APIKeyRevoked: project}},
-	}
-}
-
-// projectAPIKey writes a key's entry to the bucket. A created key is only
-// ever added, never overwritten, so a revocation that got there first
-// stands; a revocation always overwrites.
-func projectAPIKey(keys jetstream.KeyValue) events.Handler {
-	return func(ctx context.Context, _ *sql.Tx, e events.Event) error {
-		var d APIKeyData
-		if err := json.Unmarshal(e.Data, &d); err != nil || d.Prefix == "" {
-			return events.Permanent(errors.New("api key event without a prefix"))
-		}
-		val, _ := json.Marshal(d)
-		if d.Revoked {
-			_, err := keys.Put(ctx, d.Prefix, val)
-			return err
-		}
-		if _, err := keys.Create(ctx, d.Prefix, val); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-			return err
-		}
-		return nil
-	}
 }
 
 type registerRequest struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/souk-shop/souk/api/usersv1"
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/store"
@@ -34,18 +35,18 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 // Create inserts u with a password hash ("" for none: the user cannot log
 // in) and publishes UserRegistered. A taken email is a Conflict.
 func (s *Store) Create(ctx context.Context, u User, passwordHash string) error {
-	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+	return s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO users (`+userColumns+`, password_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 			u.ID, u.Name, u.Email, u.Role, u.CreatedAt, u.UpdatedAt, passwordHash)
 		if store.IsUniqueViolation(err) {
-			return nil, problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
+			return problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("insert user: %w", err)
+			return fmt.Errorf("insert user: %w", err)
 		}
-		ev, err := events.New(ctx, UserRegistered, u.ID, UserRegisteredData{ID: u.ID, Name: u.Name, Email: u.Email, RegisteredAt: u.CreatedAt})
-		return []events.Event{ev}, err
+		return s.outbox.Emit(ctx, tx, usersv1.UserRegistered, u.ID,
+			usersv1.UserRegisteredData{ID: u.ID, Name: u.Name, Email: u.Email, RegisteredAt: u.CreatedAt})
 	})
 }
 
@@ -87,47 +88,49 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]User, erro
 // with.
 func (s *Store) Update(ctx context.Context, id string, fn func(*User) error) (User, error) {
 	var u User
-	err := s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
+	err := s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		var err error
 		u, err = scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 		if errors.Is(err, sql.ErrNoRows) {
-			return nil, problem.New(problem.NotFound, "user %s not found", id)
+			return problem.New(problem.NotFound, "user %s not found", id)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("get user: %w", err)
+			return fmt.Errorf("get user: %w", err)
 		}
 		oldRole := u.Role
 		if err := fn(&u); err != nil {
-			return nil, err
+			return err
 		}
 		u.UpdatedAt = now()
 		_, err = tx.ExecContext(ctx, `UPDATE users SET name = $1, email = $2, role = $3, updated_at = $4 WHERE id = $5`,
 			u.Name, u.Email, u.Role, u.UpdatedAt, u.ID)
 		if store.IsUniqueViolation(err) {
-			return nil, problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
+			return problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
 		}
-		if err != nil || u.Role == oldRole {
-			return nil, err
+		if err != nil {
+			return fmt.Errorf("update user: %w", err)
 		}
-		return revokeKeys(ctx, tx, `user_id = $1`, u.ID)
+		if u.Role == oldRole {
+			return nil
+		}
+		return s.revokeKeys(ctx, tx, `user_id = $1`, u.ID)
 	})
 	return u, err
 }
 
 // Delete removes the user with id, and their API keys, or returns NotFound.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	return s.outbox.Do(ctx, func(tx *sql.Tx) ([]events.Event, error) {
-		evs, err := revokeKeys(ctx, tx, `user_id = $1`, id)
-		if err != nil {
-			return nil, err
+	return s.outbox.Do(ctx, func(tx *sql.Tx) error {
+		if err := s.revokeKeys(ctx, tx, `user_id = $1`, id); err != nil {
+			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = $1`, id)
 		if err != nil {
-			return nil, fmt.Errorf("delete user: %w", err)
+			return fmt.Errorf("delete user: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return nil, problem.New(problem.NotFound, "user %s not found", id)
+			return problem.New(problem.NotFound, "user %s not found", id)
 		}
-		return evs, nil
+		return nil
 	})
 }

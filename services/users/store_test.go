@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/souk-shop/souk/api/usersv1"
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/events"
@@ -18,7 +19,7 @@ import (
 
 // TestStore is the store's contract, run against every database engine.
 func TestStore(t *testing.T) {
-	testenv.ForEachDatabase(t, Name, Migrations(), func(t *testing.T, db *store.DB) {
+	testenv.ForEachDatabase(t, Name, Config{}.Migrations(), func(t *testing.T, db *store.DB) {
 		if err := events.Migrate(context.Background(), db, Name, testenv.Logger(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +48,7 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 
 	t.Run("create publishes UserRegistered; a failed create nothing", func(t *testing.T) {
 		_ = st.Create(ctx, newUser("Ada twin", "ada@example.com"), "")
-		if got := testenv.OutboxTypes(t, db); !slices.Equal(got, []string{UserRegistered}) {
+		if got := testenv.OutboxTypes(t, db); !slices.Equal(got, []string{usersv1.UserRegistered}) {
 			t.Fatalf("outbox after one create and one duplicate: %v", got)
 		}
 	})

@@ -1,9 +1,6 @@
-// Package users is the users service: it owns the shop's user records.
 package users
 
 import (
-	"embed"
-	"io/fs"
 	"net/mail"
 	"strings"
 	"time"
@@ -13,18 +10,6 @@ import (
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/server"
 )
-
-// Name is the service's name in the registry, metrics and logs.
-const Name = "users"
-
-//go:embed migrations/*.sql
-var migrations embed.FS
-
-// Migrations are the service's goose migrations.
-func Migrations() fs.FS {
-	sub, _ := fs.Sub(migrations, "migrations")
-	return sub
-}
 
 // User is a registered user of the shop.
 type User struct {

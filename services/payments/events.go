@@ -1,0 +1,186 @@
+package payments
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/souk-shop/souk/api/saga"
+	"github.com/souk-shop/souk/platform/events"
+)
+
+// Consumers answer the saga's requests. Provider calls are made before the
+// transaction (events.OnAfterCall); the handlers record what they did.
+// Cancellation is a compensation: it is retried for as long as the stream
+// keeps it, never dead-lettered after five tries.
+func (s *Service) Consumers() []events.ConsumerConfig {
+	cs := events.PerType(events.ConsumerConfig{
+		Name:   "payments",
+		Outbox: s.store.outbox,
+		Handlers: map[string]events.Handler{
+			saga.PaymentRequested:        events.OnAfterCall(s.authorize, s.authorized),
+			saga.PaymentCaptureRequested: events.OnAfterCall(s.capture, s.captured),
+			saga.PaymentCancelRequested:  events.OnAfterCall(s.cancel, s.cancelled),
+		},
+	})
+	for i := range cs {
+		if _, ok := cs[i].Handlers[saga.PaymentCancelRequested]; ok {
+			cs[i].MaxDeliver = 1000
+		}
+	}
+	return cs
+}
+
+// authorize asks the provider, unless the payment already has a status
+// (a tombstone, or a request delivered again).
+func (s *Service) authorize(ctx context.Context, _ events.Event, d saga.PaymentRequestedData) (result, error) {
+	if _, ok, err := s.store.Get(ctx, d.OrderID); err != nil || ok {
+		return result{outcome: "skip"}, err
+	}
+	var ref string
+	err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		ref, err = s.provider.Authorize(ctx, "authorize:"+d.OrderID, d.OrderID, d.Amount, d.Card)
+		return err
+	})
+	switch {
+	case err == nil:
+		return result{outcome: "authorized", ref: ref}, nil
+	case errors.Is(err, ErrDeclined):
+		return result{outcome: "declined", reason: saga.ReasonDeclined}, nil
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return result{outcome: "declined", reason: "provider_unavailable"}, nil
+	}
+	return result{}, err
+}
+
+func (s *Service) authorized(ctx context.Context, tx *sql.Tx, _ events.Event, d saga.PaymentRequestedData, r result) error {
+	p, exists, err := get(ctx, tx, d.OrderID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case r.outcome == "skip" && exists && p.Status == Cancelled:
+		return s.reply(ctx, tx, saga.PaymentDeclined, saga.Outcome{OrderID: d.OrderID, Reason: "cancelled"})
+	case r.outcome == "skip" && exists:
+		return s.answer(ctx, tx, p)
+	case r.outcome == "skip":
+		return errors.New("payment vanished between the call and the handler")
+	}
+	status := Authorized
+	if r.outcome != "authorized" {
+		status = Declined
+	}
+	if err := record(ctx, tx, d.OrderID, status, d.Amount, r.ref, r.reason, now()); err != nil {
+		return err
+	}
+	return s.answer(ctx, tx, Payment{OrderID: d.OrderID, Status: status, Reason: r.reason})
+}
+
+// answer tells orders where the payment stands.
+func (s *Service) answer(ctx context.Context, tx *sql.Tx, p Payment) error {
+	switch p.Status {
+	case Authorized, Captured:
+		return s.reply(ctx, tx, saga.PaymentAuthorized, saga.Outcome{OrderID: p.OrderID})
+	default:
+		return s.reply(ctx, tx, saga.PaymentDeclined, saga.Outcome{OrderID: p.OrderID, Reason: p.Reason})
+	}
+}
+
+func (s *Service) capture(ctx context.Context, _ events.Event, d saga.OrderRef) (result, error) {
+	p, ok, err := s.store.Get(ctx, d.OrderID)
+	if err != nil {
+		return result{}, err
+	}
+	switch {
+	case !ok:
+		return result{outcome: "failed", reason: "not authorized"}, nil
+	case p.Status == Captured || p.Status == Refunded:
+		return result{outcome: "captured"}, nil
+	case p.Status != Authorized:
+		return result{outcome: "failed", reason: p.Status}, nil
+	}
+	err = s.call(ctx, func(ctx context.Context) error {
+		return s.provider.Capture(ctx, "capture:"+d.OrderID, d.OrderID, p.Reference)
+	})
+	switch {
+	case err == nil:
+		return result{outcome: "captured"}, nil
+	case errors.Is(err, ErrVoided):
+		return result{outcome: "failed", reason: Voided}, nil
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return result{outcome: "failed", reason: "provider_unavailable"}, nil
+	}
+	return result{}, err
+}
+
+func (s *Service) captured(ctx context.Context, tx *sql.Tx, _ events.Event, d saga.OrderRef, r result) error {
+	if r.outcome != "captured" {
+		return s.reply(ctx, tx, saga.PaymentCaptureFailed, saga.Outcome{OrderID: d.OrderID, Reason: r.reason})
+	}
+	// Only an authorized payment becomes captured: if a cancellation got
+	// here first and refunded it, it stays refunded.
+	if err := setStatus(ctx, tx, d.OrderID, Captured, Authorized, now()); err != nil {
+		return err
+	}
+	return s.reply(ctx, tx, saga.PaymentCaptured, saga.Outcome{OrderID: d.OrderID})
+}
+
+// cancel voids an authorization, refunds a capture, or does nothing if
+// there is nothing to undo.
+func (s *Service) cancel(ctx context.Context, _ events.Event, d saga.OrderRef) (result, error) {
+	p, ok, err := s.store.Get(ctx, d.OrderID)
+	if err != nil {
+		return result{}, err
+	}
+	if !ok || p.Status == Declined || p.Status == Cancelled {
+		return result{outcome: "nothing"}, nil
+	}
+	if p.Status == Voided || p.Status == Refunded {
+		return result{outcome: p.Status}, nil
+	}
+	refund := func() (result, error) {
+		err := s.call(ctx, func(ctx context.Context) error {
+			return s.provider.Refund(ctx, "refund:"+d.OrderID, d.OrderID, p.Reference)
+		})
+		if err != nil {
+			return result{}, err // tried again on redelivery: a compensation never gives up
+		}
+		return result{outcome: Refunded}, nil
+	}
+	if p.Status == Captured {
+		return refund()
+	}
+	err = s.call(ctx, func(ctx context.Context) error {
+		return s.provider.Void(ctx, "void:"+d.OrderID, d.OrderID, p.Reference)
+	})
+	if errors.Is(err, ErrCaptured) { // a capture got there first
+		return refund()
+	}
+	if err != nil {
+		return result{}, err
+	}
+	return result{outcome: Voided}, nil
+}
+
+func (s *Service) cancelled(ctx context.Context, tx *sql.Tx, _ events.Event, d saga.OrderRef, r result) error {
+	t := now()
+	switch r.outcome {
+	case Voided, Refunded:
+		if err := setStatus(ctx, tx, d.OrderID, r.outcome, "", t); err != nil {
+			return err
+		}
+	case "nothing":
+		// Nothing to undo; if nothing was ever asked for, a tombstone makes
+		// a late authorization request fail.
+		if err := tombstone(ctx, tx, d.OrderID, t); err != nil {
+			return err
+		}
+	}
+	return s.reply(ctx, tx, saga.PaymentCancelled, saga.Outcome{OrderID: d.OrderID, Reason: r.outcome})
+}
+
+// reply writes an answer to the saga into the outbox, in tx.
+func (s *Service) reply(ctx context.Context, tx *sql.Tx, typ string, data saga.Outcome) error {
+	return s.store.outbox.Emit(ctx, tx, typ, data.OrderID, data)
+}
