@@ -1,0 +1,178 @@
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/souk-shop/souk/platform/problem"
+)
+
+func TestPassword(t *testing.T) {
+	ctx := context.Background()
+	h := NewHasher(1)
+	hash, err := h.Hash(ctx, "correct horse battery")
+	if err != nil || !strings.HasPrefix(hash, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Fatalf("Hash = %q, %v", hash, err)
+	}
+	if again, _ := h.Hash(ctx, "correct horse battery"); again == hash {
+		t.Fatal("two hashes of one password are equal: no salt")
+	}
+	for _, c := range []struct {
+		password, hash string
+		ok             bool
+	}{
+		{"correct horse battery", hash, true},
+		{"correct horse batterY", hash, false},
+		{"", hash, false},
+		{"correct horse battery", "", false}, // no password set: never matches
+		{"", "", false},                      //
+		{"anything", dummyHash, false},       // the timing stand-in matches nothing
+		{"correct horse battery", hash[:len(hash)-2] + "AA", false},
+	} {
+		ok, err := h.Verify(ctx, c.password, c.hash)
+		if ok != c.ok || err != nil {
+			t.Errorf("Verify(%q, %.30q…) = %v, %v; want %v", c.password, c.hash, ok, err, c.ok)
+		}
+	}
+	if _, err := h.Verify(ctx, "x", "$bcrypt$whatever"); err == nil {
+		t.Error("a hash of another scheme verified without an error")
+	}
+
+	// The hasher bounds how many run at once: a caller whose context ends
+	// while waiting gets an error, not a hash.
+	h.slots <- struct{}{} // take the only slot
+	waiting, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := h.Hash(waiting, "correct horse battery"); err == nil {
+		t.Error("Hash with every slot taken and a context that ended succeeded")
+	}
+	h.release()
+}
+
+func TestAPIKey(t *testing.T) {
+	key, prefix, hash := NewAPIKey()
+	p, secret, ok := ParseAPIKey(key)
+	if !ok || p != prefix || !APIKeyMatches(secret, hash) {
+		t.Fatalf("a new key does not parse back: %q → %q %q %v", key, p, secret, ok)
+	}
+	other, _, _ := NewAPIKey()
+	_, otherSecret, _ := ParseAPIKey(other)
+	if APIKeyMatches(otherSecret, hash) || APIKeyMatches("", hash) {
+		t.Fatal("another key's secret matches")
+	}
+	for _, bad := range []string{"", "souk_", key[:len(key)-1], "xouk_" + key[5:], strings.Replace(key, "_", "-", 2), key + "x"} {
+		if _, _, ok := ParseAPIKey(bad); ok {
+			t.Errorf("ParseAPIKey(%q) accepted a malformed key", bad)
+		}
+	}
+}
+
+// TestToken checks that what Sign makes, Parser accepts with the right
+// key, and that the parser refuses every other algorithm and a token for
+// another issuer, audience or time.
+func TestToken(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	key := SigningKey{ID: "k1", Private: priv}
+	now := time.Now()
+	keyfunc := func(tok *jwt.Token) (any, error) {
+		if kid, err := KeyID(tok); err != nil || kid != "k1" {
+			return nil, errors.New("unknown key")
+		}
+		return pub, nil
+	}
+	parse := func(raw string) (Claims, error) {
+		var c Claims
+		_, err := Parser().ParseWithClaims(raw, &c, keyfunc)
+		return c, err
+	}
+	good, err := key.Sign("u1", RoleAdmin, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parse(good)
+	if err != nil || c.Subject != "u1" || c.Role != RoleAdmin || c.ExpiresAt.Sub(now) > TokenTTL+time.Second {
+		t.Fatalf("a signed token: %+v, %v", c, err)
+	}
+
+	sign := func(method jwt.SigningMethod, k any, claims jwt.Claims, kid string) string {
+		tok := jwt.NewWithClaims(method, claims)
+		if kid != "" {
+			tok.Header["kid"] = kid
+		}
+		s, err := tok.SignedString(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	claims := func(iss, aud string, at time.Time) Claims {
+		return Claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: iss, Subject: "u1", Audience: jwt.ClaimStrings{aud},
+			IssuedAt: jwt.NewNumericDate(at), NotBefore: jwt.NewNumericDate(at), ExpiresAt: jwt.NewNumericDate(at.Add(TokenTTL))}, Role: RoleAdmin}
+	}
+	_, otherPriv, _ := ed25519.GenerateKey(nil)
+	for name, raw := range map[string]string{
+		"alg none":              sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, claims(Issuer, Audience, now), "k1"),
+		"HS256 with the public": sign(jwt.SigningMethodHS256, []byte(pub), claims(Issuer, Audience, now), "k1"),
+		"another key":           sign(jwt.SigningMethodEdDSA, otherPriv, claims(Issuer, Audience, now), "k1"),
+		"no kid":                sign(jwt.SigningMethodEdDSA, priv, claims(Issuer, Audience, now), ""),
+		"another issuer":        sign(jwt.SigningMethodEdDSA, priv, claims("evil", Audience, now), "k1"),
+		"another audience":      sign(jwt.SigningMethodEdDSA, priv, claims(Issuer, "other-api", now), "k1"),
+		"expired":               sign(jwt.SigningMethodEdDSA, priv, claims(Issuer, Audience, now.Add(-TokenTTL-time.Minute)), "k1"),
+		"not yet valid":         sign(jwt.SigningMethodEdDSA, priv, claims(Issuer, Audience, now.Add(5*time.Minute)), "k1"),
+		"no expiry": sign(jwt.SigningMethodEdDSA, priv, Claims{RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: Issuer, Subject: "u1", Audience: jwt.ClaimStrings{Audience}}, Role: RoleAdmin}, "k1"),
+		"tampered": good[:strings.LastIndexByte(good, '.')-2] + "AA" + good[strings.LastIndexByte(good, '.'):],
+	} {
+		if _, err := parse(raw); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestIdentity(t *testing.T) {
+	h := http.Header{}
+	h.Set("X-Souk-Role", "admin") // a stale value SetHeaders must replace
+	Identity{UserID: "u1", Role: RoleCustomer, Method: "jwt"}.SetHeaders(h)
+	r := &http.Request{Header: h}
+	if id := FromRequest(r); id != (Identity{UserID: "u1", Role: RoleCustomer, Method: "jwt"}) {
+		t.Fatalf("round trip: %+v", id)
+	}
+	Identity{}.SetHeaders(h)
+	if len(h) != 0 {
+		t.Fatalf("the anonymous identity left headers: %v", h)
+	}
+	for _, name := range []string{"X-Souk-User-Id", "x-souk-role", "X-SOUK-ANYTHING"} {
+		if !IsIdentityHeader(name) {
+			t.Errorf("%s is not an identity header", name)
+		}
+	}
+	if IsIdentityHeader("X-Sou") || IsIdentityHeader("X-Soukk-Role") || IsIdentityHeader("Authorization") {
+		t.Error("IsIdentityHeader accepts other headers")
+	}
+	customer := Identity{UserID: "u1", Role: RoleCustomer}
+	admin := Identity{UserID: "a1", Role: RoleAdmin}
+	for _, c := range []struct {
+		name string
+		err  error
+		want problem.Code
+	}{
+		{"anonymous RequireUser", Identity{}.RequireUser(), problem.Unauthorized},
+		{"anonymous RequireAdmin", Identity{}.RequireAdmin(), problem.Unauthorized},
+		{"customer RequireAdmin", customer.RequireAdmin(), problem.Forbidden},
+		{"customer on another user", customer.RequireSelfOrAdmin("u2"), problem.Forbidden},
+		{"customer on herself", customer.RequireSelfOrAdmin("u1"), ""},
+		{"admin on anyone", admin.RequireSelfOrAdmin("u2"), ""},
+		{"admin RequireAdmin", admin.RequireAdmin(), ""},
+	} {
+		if got := problem.CodeOf(c.err); (c.err == nil) != (c.want == "") || (c.err != nil && got != c.want) {
+			t.Errorf("%s: %v, want %q", c.name, c.err, c.want)
+		}
+	}
+}
