@@ -152,7 +152,7 @@ func TestOpenAPIStatuses(t *testing.T) {
 				want = append(want, "403")
 			}
 			if op.RequestBody != nil {
-				want = append(want, "413")
+				want = append(want, "413", "415")
 			}
 			if limited || r.RateLimit != nil {
 				want = append(want, "429")

@@ -15,21 +15,22 @@ type Code string
 
 // The codes, each with one HTTP status (see Status).
 const (
-	Invalid          Code = "invalid"            // 400: the request is malformed or a field is wrong
-	Unauthorized     Code = "unauthorized"       // 401: no valid credentials
-	Forbidden        Code = "forbidden"          // 403: credentials valid, access denied
-	NotFound         Code = "not_found"          // 404
-	MethodNotAllowed Code = "method_not_allowed" // 405
-	Conflict         Code = "conflict"           // 409: clashes with the current state (a duplicate, say)
-	TooLarge         Code = "too_large"          // 413
-	Unprocessable    Code = "unprocessable"      // 422: well-formed but cannot be applied
-	TooManyRequests  Code = "too_many_requests"  // 429
-	HeadersTooLarge  Code = "headers_too_large"  // 431
-	Internal         Code = "internal"           // 500: a bug or an unexpected failure; details stay in the log
-	NotImplemented   Code = "not_implemented"    // 501: a feature of HTTP the server does not support
-	BadGateway       Code = "bad_gateway"        // 502: an upstream answered badly
-	Unavailable      Code = "unavailable"        // 503: a dependency is down; try again later
-	Timeout          Code = "timeout"            // 504: an upstream did not answer in time
+	Invalid          Code = "invalid"                // 400: the request is malformed or a field is wrong
+	Unauthorized     Code = "unauthorized"           // 401: no valid credentials
+	Forbidden        Code = "forbidden"              // 403: credentials valid, access denied
+	NotFound         Code = "not_found"              // 404
+	MethodNotAllowed Code = "method_not_allowed"     // 405
+	Conflict         Code = "conflict"               // 409: clashes with the current state (a duplicate, say)
+	TooLarge         Code = "too_large"              // 413
+	UnsupportedMedia Code = "unsupported_media_type" // 415: the body is not in a media type the route reads
+	Unprocessable    Code = "unprocessable"          // 422: well-formed but cannot be applied
+	TooManyRequests  Code = "too_many_requests"      // 429
+	HeadersTooLarge  Code = "headers_too_large"      // 431
+	Internal         Code = "internal"               // 500: a bug or an unexpected failure; details stay in the log
+	NotImplemented   Code = "not_implemented"        // 501: a feature of HTTP the server does not support
+	BadGateway       Code = "bad_gateway"            // 502: an upstream answered badly
+	Unavailable      Code = "unavailable"            // 503: a dependency is down; try again later
+	Timeout          Code = "timeout"                // 504: an upstream did not answer in time
 )
 
 var statuses = map[Code]int{
@@ -40,6 +41,7 @@ var statuses = map[Code]int{
 	MethodNotAllowed: http.StatusMethodNotAllowed,
 	Conflict:         http.StatusConflict,
 	TooLarge:         http.StatusRequestEntityTooLarge,
+	UnsupportedMedia: http.StatusUnsupportedMediaType,
 	Unprocessable:    http.StatusUnprocessableEntity,
 	TooManyRequests:  http.StatusTooManyRequests,
 	HeadersTooLarge:  http.StatusRequestHeaderFieldsTooLarge,

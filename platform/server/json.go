@@ -22,7 +22,7 @@ const MaxBodyBytes = 1 << 20
 // errors that name what is wrong, with the field where there is one.
 func Decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
-		return problem.New(problem.Invalid, "Content-Type must be application/json, not %q", ct)
+		return problem.New(problem.UnsupportedMedia, "Content-Type must be application/json, not %q", ct)
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	dec.DisallowUnknownFields()

@@ -37,7 +37,7 @@ func TestDecode(t *testing.T) {
 		{"valid", `{"name":"x","count":2}`, "application/json", "", ""},
 		{"no content type", `{"name":"x"}`, "", "", ""},
 		{"json with charset", `{"name":"x"}`, "application/json; charset=utf-8", "", ""},
-		{"form content type", `name=x`, "application/x-www-form-urlencoded", problem.Invalid, ""},
+		{"form content type", `name=x`, "application/x-www-form-urlencoded", problem.UnsupportedMedia, ""},
 		{"malformed", `{"name":`, "application/json", problem.Invalid, ""},
 		{"syntax error", `{"name" "x"}`, "application/json", problem.Invalid, ""},
 		{"empty", ``, "application/json", problem.Invalid, ""},
