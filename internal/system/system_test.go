@@ -37,11 +37,11 @@ func TestSystemEndToEnd(t *testing.T) {
 	admin := bearer(login(t, gw, adminEmail, adminPassword))
 
 	// A user's life through the gateway.
-	ada := `{"name":"Ada Lovelace","email":"Ada@Example.com","password":"correct horse battery"}`
-	if r := call(t, "POST", gw+"/api/auth/register", ada, "Content-Type", "text/plain"); r.status != 415 || r.problem(t).Code != "unsupported_media_type" {
+	signUp := `{"name":"Ada Lovelace","email":"Ada@Example.com","password":"correct horse battery"}`
+	if r := call(t, "POST", gw+"/api/auth/register", signUp, "Content-Type", "text/plain"); r.status != 415 || r.problem(t).Code != "unsupported_media_type" {
 		t.Fatalf("register with a text/plain body: %d %s, want 415", r.status, r.body)
 	}
-	r := call(t, "POST", gw+"/api/auth/register", ada)
+	r := call(t, "POST", gw+"/api/auth/register", signUp)
 	if r.status != 201 {
 		t.Fatalf("register: %d %s", r.status, r.body)
 	}
