@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Check that two renderings of Souk hold the same objects: the Helm chart's and a kustomize overlay's.
 
-Usage: same-objects.py A.json B.json   (each a kubectl List: kubectl create --dry-run=client -o json -f FILE)
+Usage: same-objects.py A.json B.json   (each kubectl's JSON of the objects: kubectl create --dry-run=client -o json -f FILE,
+a List or one object after another)
 
 What is allowed to differ: labels (Helm adds its own), namespaces, the hash suffix kustomize gives a
 generated ConfigMap, Helm's checksum annotation, a Secret written as data or as stringData, an
@@ -30,8 +31,18 @@ def normal(obj):
     text = re.sub(r'"souk-config-[a-z0-9]{10}"', '"souk-config"', text)
     return json.loads(text)
 
+def documents(text):
+    dec, i, out = json.JSONDecoder(), 0, []
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i == len(text):
+            return out
+        doc, i = dec.raw_decode(text, i)
+        out.extend(doc["items"] if doc.get("kind") == "List" else [doc])
+
 def load(path):
-    items = json.load(open(path))["items"]
+    items = documents(open(path).read())
     objs = [normal(o) for o in items if o["kind"] != "Namespace"]
     return {(o["kind"], o["metadata"]["name"]): o for o in objs}
 

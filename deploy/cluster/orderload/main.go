@@ -84,9 +84,14 @@ func run() error {
 	res := load(ctx, cl, setup, c)
 	res.print(os.Stdout)
 
-	// A fresh token: the load may have outlived the first one.
-	if setup.token, err = cl.login(setup.email, password); err != nil {
-		return fmt.Errorf("log in again: %w", err)
+	// A fresh token: the load may have outlived the first one. The system
+	// may still be recovering: try for as long as orders may settle.
+	for end := time.Now().Add(c.settle); ; time.Sleep(time.Second) {
+		if setup.token, err = cl.login(setup.email, password); err == nil {
+			break
+		} else if time.Now().After(end) {
+			return fmt.Errorf("log in again: %w", err)
+		}
 	}
 	st := settle(cl, setup.token, orderBody(setup.product), res, c.settle)
 	fmt.Printf("orderload: orders %d: confirmed %d, cancelled %d, not ended after %s: %d; of %d failed POSTs, %d had placed their order, %d had not\n",
@@ -215,6 +220,8 @@ type result struct {
 	orders     []string // ids of placed orders
 	failedKeys []string // Idempotency-Keys of POSTs that failed
 	shown      int
+	// when the first and the last failure happened, since the start
+	firstFailure, lastFailure time.Duration
 }
 
 func (r *result) record(d time.Duration, err error) {
@@ -224,6 +231,11 @@ func (r *result) record(d time.Duration, err error) {
 	r.latencies = append(r.latencies, d)
 	if err != nil {
 		r.failed++
+		at := time.Since(r.started)
+		if r.failed == 1 {
+			r.firstFailure = at
+		}
+		r.lastFailure = at
 		if r.shown < 30 {
 			r.shown++
 			fmt.Printf("orderload: %s +%.1fs failed: %v\n", time.Now().Format("15:04:05.000"), time.Since(r.started).Seconds(), err)
@@ -244,12 +256,16 @@ func (r *result) summary() map[string]any {
 	return map[string]any{
 		"seconds": r.elapsed.Seconds(), "requests": r.requests, "failed": r.failed, "orders": len(r.orders),
 		"p50_ms": ms(r.quantile(0.50)), "p99_ms": ms(r.quantile(0.99)), "max_ms": ms(r.quantile(1)),
+		"first_failure_s": r.firstFailure.Seconds(), "last_failure_s": r.lastFailure.Seconds(),
 	}
 }
 
 func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "orderload: %.0fs: %d requests (%d orders placed), %d failed; latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 		r.elapsed.Seconds(), r.requests, len(r.orders), r.failed, ms(r.quantile(0.5)), ms(r.quantile(0.99)), ms(r.quantile(1)))
+	if r.failed > 0 {
+		fmt.Fprintf(w, "orderload: failures from +%.1fs to +%.1fs\n", r.firstFailure.Seconds(), r.lastFailure.Seconds())
+	}
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
