@@ -3,6 +3,7 @@ module github.com/souk-shop/souk
 go 1.26.8
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/MicahParks/keyfunc/v3 v3.9.1
 	github.com/alecthomas/kong v1.17.0
 	github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2 v2.16.2

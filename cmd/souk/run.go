@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/souk-shop/souk/internal/check"
+	"github.com/souk-shop/souk/internal/load"
 	"github.com/souk-shop/souk/platform/store"
 
 	"github.com/nats-io/nats.go"
@@ -48,6 +49,7 @@ type cli struct {
 	Migrate migrateCmd `cmd:"" help:"Apply a service's database migrations and exit."`
 	Events  eventsCmd  `cmd:"" help:"Inspect the event backbone."`
 	Check   checkCmd   `cmd:"" help:"Audit the order saga's invariants across the orders, inventory and payments databases."`
+	Load    loadCmd    `cmd:"" help:"Put a shop's load on a gateway, open loop at a fixed rate, and report success, latency and orders' outcomes."`
 }
 
 type checkCmd struct {
@@ -148,6 +150,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			"db_services":      strings.Join(system.ServiceNames(), ","),
 			"db_services_list": strings.Join(system.ServiceNames(), ", "),
 			"ports":            system.Ports(),
+			"load_mix":         load.DefaultMix,
 		},
 	)
 	if err != nil {
@@ -189,6 +192,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	case "check":
 		err = c.Check.run(ctx, stdout)
+	case "load":
+		err = c.Load.run(ctx, stdout)
 	case "events dlq list":
 		err = c.Events.DLQ.list(ctx, stdout, log)
 	case "events dlq replay <seq>":
