@@ -50,6 +50,7 @@ type cli struct {
 	Events  eventsCmd  `cmd:"" help:"Inspect the event backbone."`
 	Check   checkCmd   `cmd:"" help:"Audit the order saga's invariants across the orders, inventory and payments databases."`
 	Load    loadCmd    `cmd:"" help:"Put a shop's load on a gateway, open loop at a fixed rate, and report success, latency and orders' outcomes."`
+	Chaos   chaosCmd   `cmd:"" help:"Run Souk as many processes on loopback, put load on it, inject faults on a schedule, audit the saga, and report availability and recovery."`
 }
 
 type checkCmd struct {
@@ -194,6 +195,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = c.Check.run(ctx, stdout)
 	case "load":
 		err = c.Load.run(ctx, stdout)
+	case "chaos":
+		err = c.Chaos.run(ctx, stdout)
 	case "events dlq list":
 		err = c.Events.DLQ.list(ctx, stdout, log)
 	case "events dlq replay <seq>":

@@ -89,23 +89,29 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	if err := r.WriteText(&text); err != nil {
 		return err
 	}
+	return r.WritePage(w, "souk load", text.String())
+}
+
+// WritePage writes a page with a title, the timeline as inline SVG, and
+// text below it.
+func (r *Report) WritePage(w io.Writer, title, text string) error {
 	fmt.Fprintf(w, `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>souk load: %s</title>
+<html lang="en"><head><meta charset="utf-8"><title>%s: %s</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}pre{font-size:13px;background:#f6f6f6;padding:1em;overflow:auto}</style>
 </head><body>
-<h1>souk load</h1>
-`, html.EscapeString(r.Gateway))
+<h1>%s</h1>
+`, html.EscapeString(title), html.EscapeString(r.Gateway), html.EscapeString(title))
 	if err := r.WriteSVG(w); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\n<pre>%s</pre>\n</body></html>\n", html.EscapeString(text.String()))
-	return nil
+	_, err := fmt.Fprintf(w, "\n<pre>%s</pre>\n</body></html>\n", html.EscapeString(text))
+	return err
 }
 
 // chart geometry: two panels over the same time axis.
 const (
-	svgW, svgH     = 960, 520
-	padL, padR     = 60, 20
+	svgW, svgH     = 960, 580
+	padL, padR     = 60, 50
 	latTop, latBot = 40, 250 // the latency panel's top and bottom
 	errTop, errBot = 300, 470
 )
@@ -191,11 +197,16 @@ func (r *Report) WriteSVG(w io.Writer) error {
 	for t := 0; t <= n; t += step {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%ds</text>`+"\n", x(float64(t)), errBot+15, t)
 	}
-	for i, m := range r.Marks {
+	// Marks in the same second stack their labels below one another.
+	stacked := map[int]int{}
+	for _, m := range r.Marks {
+		row := stacked[int(m.At)]
+		stacked[int(m.At)]++
 		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%d" y2="%d" stroke="#ff7f0e" stroke-dasharray="3,3"><title>%s</title></line>`,
 			x(m.At), x(m.At), latTop, errBot, html.EscapeString(m.Label))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="#ff7f0e" font-size="9" transform="rotate(-35 %.1f %d)">%s</text>`+"\n",
-			x(m.At), errBot+28+(i%2)*10, x(m.At), errBot+28+(i%2)*10, html.EscapeString(shorten(m.Label, 28)))
+		ly := errBot + 30 + (row%4)*11
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" fill="#ff7f0e" font-size="9" transform="rotate(-30 %.1f %d)">%s</text>`+"\n",
+			x(m.At), ly, x(m.At), ly, html.EscapeString(shorten(m.Label, 28)))
 	}
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())
