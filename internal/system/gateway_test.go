@@ -319,8 +319,11 @@ func TestResilience(t *testing.T) {
 	gw := sys.URLs[gateway.Name]
 	reg := registry(t, sys)
 
+	// An instance failing of its own (500s), beside a healthy one. (503s
+	// would be retried past it, and would not open its circuit: they
+	// speak of what stands behind it; platform/resilience tests that.)
 	broken := newEcho(t, func(w http.ResponseWriter, r *http.Request) bool {
-		w.WriteHeader(http.StatusServiceUnavailable)
+		w.WriteHeader(http.StatusInternalServerError)
 		return true
 	})
 	release := make(chan struct{})
@@ -335,10 +338,16 @@ func TestResilience(t *testing.T) {
 	serveAs(t, reg, gw, "echo", healthy, "/api/echo/x")
 	serveAs(t, reg, gw, "echo", broken, "/api/echo/x")
 
-	for i := range 60 {
+	// Its 500s reach clients (a bug is not retried) until its circuit
+	// opens: the default breaker wants 20 requests and half of them failed.
+	failures := 0
+	for range 60 {
 		if r := call(t, "GET", gw+"/api/echo/x", ""); r.status != 200 {
-			t.Fatalf("GET %d: %d, want every GET carried past the broken instance by a retry", i, r.status)
+			failures++
 		}
+	}
+	if failures == 0 || failures > 25 {
+		t.Errorf("%d of 60 GETs failed before the broken instance's circuit opened; want a few, at most 25", failures)
 	}
 	_, brokenHits := broken.request()
 	for range 40 {
@@ -347,6 +356,11 @@ func TestResilience(t *testing.T) {
 	_, after := broken.request()
 	if after != brokenHits {
 		t.Errorf("the broken instance got %d more requests after its circuit should have opened", after-brokenHits)
+	}
+	for i := range 20 {
+		if r := call(t, "GET", gw+"/api/echo/x", ""); r.status != 200 {
+			t.Fatalf("GET %d with the broken instance's circuit open: %d", i, r.status)
+		}
 	}
 	m := call(t, "GET", gw+"/metrics", "")
 	if got := transitions.FindSubmatch(m.body); got == nil || string(got[1]) == "0" {

@@ -44,7 +44,7 @@ func busySystem(t *testing.T) *System {
 	call(t, "GET", s.gw+"/api/nowhere", "")
 	call(t, "GET", s.gw+"/api/users", "", "Authorization", "Bearer nonsense")
 	broken := newEcho(t, func(w http.ResponseWriter, r *http.Request) bool {
-		w.WriteHeader(http.StatusServiceUnavailable)
+		w.WriteHeader(http.StatusInternalServerError) // its own failure: its circuit opens
 		return true
 	})
 	serveAs(t, registry(t, s.sys), s.gw, "echo", broken, "/api/echo/x")

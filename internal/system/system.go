@@ -156,16 +156,20 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 	if sys.tracing, err = telemetry.NewTracing(ctx, cfg.Tracing); err != nil {
 		return sys, err
 	}
-	reg, err := discovery.Open(ctx, sys.nc, cfg.Registry, log)
+	sys.streams = cfg.Streams
+	if sys.streams == (events.StreamConfig{}) {
+		sys.streams = events.DefaultStreamConfig()
+	}
+	// The registry and the API keys are held by as many servers as the
+	// streams: losing one server of a cluster loses none of them.
+	regCfg := cfg.Registry
+	regCfg.Replicas = sys.streams.Replicas
+	reg, err := discovery.Open(ctx, sys.nc, regCfg, log)
 	if err != nil {
 		return sys, err
 	}
 	if sys.js, err = jetstream.New(sys.nc); err != nil {
 		return sys, err
-	}
-	sys.streams = cfg.Streams
-	if sys.streams == (events.StreamConfig{}) {
-		sys.streams = events.DefaultStreamConfig()
 	}
 	for _, in := range cfg.Instances {
 		svc, err := cfg.Services.Get(in.Service)

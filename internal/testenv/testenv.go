@@ -10,15 +10,20 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver for the schema setup
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/souk-shop/souk/platform/broker"
 	"github.com/souk-shop/souk/platform/store"
@@ -123,6 +128,70 @@ func NATSServer(t testing.TB) string {
 	}
 	t.Cleanup(e.Shutdown)
 	return e.ClientURL()
+}
+
+// NATSCluster starts a cluster of n NATS servers with JetStream, each with
+// its files in the test's temp dir and its client port on loopback, and
+// returns them and the client URL that names them all. It returns once
+// JetStream has a meta leader.
+func NATSCluster(t testing.TB, n int) ([]*broker.Embedded, string) {
+	t.Helper()
+	// Clustered JetStream needs each node to know its routes from the
+	// start: the route ports are chosen first.
+	routes := make([]string, n)
+	for i := range routes {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		routes[i] = l.Addr().String()
+		l.Close()
+	}
+	nodes := make([]*broker.Embedded, n)
+	urls := make([]string, n)
+	name := Name("cluster_")
+	var wg sync.WaitGroup
+	for i := range n {
+		var others []string
+		for j, r := range routes {
+			if j != i {
+				others = append(others, "nats-route://"+r)
+			}
+		}
+		wg.Go(func() { // together: a node waits for its routes to form
+			e, err := broker.StartEmbedded(broker.EmbeddedConfig{Dir: t.TempDir(), Listen: "127.0.0.1:0", Cluster: &broker.ClusterConfig{
+				Name: name, ServerName: fmt.Sprintf("n%d", i+1), Listen: routes[i], Routes: others,
+			}}, Logger(t))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			t.Cleanup(e.Shutdown)
+			nodes[i], urls[i] = e, e.ClientURL()
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	clientURL := strings.Join(urls, ",")
+	nc, err := broker.Connect(clientURL, "cluster-check", Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// Ready when a stream can be placed on every node.
+	js, _ := jetstream.New(nc)
+	probe := Name("probe_")
+	if !Eventually(20*time.Second, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: probe, Subjects: []string{probe}, Replicas: n, Storage: jetstream.MemoryStorage})
+		return err == nil && js.DeleteStream(ctx, probe) == nil
+	}) {
+		t.Fatalf("the NATS cluster's JetStream could not place a stream on its %d nodes in 20s", n)
+	}
+	return nodes, clientURL
 }
 
 // EmbeddedNATS starts a NATSServer and returns a connection to it.

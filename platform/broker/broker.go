@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -23,6 +24,16 @@ type EmbeddedConfig struct {
 	// Listen is the host:port other processes can connect to. Empty means
 	// in-process connections only.
 	Listen string
+	// Cluster, if set, makes the server one node of a NATS cluster.
+	Cluster *ClusterConfig
+}
+
+// ClusterConfig joins an embedded server to a cluster.
+type ClusterConfig struct {
+	Name       string   // the cluster's name, the same on every node
+	ServerName string   // this node's name, unique in the cluster
+	Listen     string   // host:port where it accepts the other nodes' routes
+	Routes     []string // the other nodes' route URLs, nats-route://host:port
 }
 
 // Embedded is a NATS server with JetStream running inside this process.
@@ -45,18 +56,26 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
 		JetStreamMaxMemory: 256 << 20,
 	}
 	if cfg.Listen != "" {
-		host, port, err := net.SplitHostPort(cfg.Listen)
+		host, port, err := hostPort(cfg.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("nats listen address %q: %w", cfg.Listen, err)
+			return nil, fmt.Errorf("nats listen address: %w", err)
 		}
-		p, err := strconv.Atoi(port)
+		opts.Host, opts.Port = host, port
+	}
+	if c := cfg.Cluster; c != nil {
+		host, port, err := hostPort(c.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("nats listen port %q: %w", port, err)
+			return nil, fmt.Errorf("nats cluster listen address: %w", err)
 		}
-		if p == 0 {
-			p = server.RANDOM_PORT
+		opts.ServerName = c.ServerName
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: host, Port: port}
+		for _, r := range c.Routes {
+			u, err := url.Parse(r)
+			if err != nil {
+				return nil, fmt.Errorf("nats route %q: %w", r, err)
+			}
+			opts.Routes = append(opts.Routes, u)
 		}
-		opts.Host, opts.Port = host, p
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -72,6 +91,31 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
 		return nil, errors.New("embedded nats did not start in 10s")
 	}
 	return &Embedded{srv: srv, log: log}, nil
+}
+
+// hostPort splits host:port; port 0 asks the server for a random one.
+func hostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: %w", addr, err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q: port %q", addr, port)
+	}
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	return host, p, nil
+}
+
+// ClusterURL is the nats-route:// URL other nodes reach this one at, or ""
+// if it is not clustered.
+func (e *Embedded) ClusterURL() string {
+	if a := e.srv.ClusterAddr(); a != nil {
+		return "nats-route://" + a.String()
+	}
+	return ""
 }
 
 // ClientURL is the nats:// URL other processes connect to, or "" when the

@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/souk-shop/souk/internal/testenv"
+	"github.com/souk-shop/souk/platform/broker"
 )
 
 const testTTL = 600 * time.Millisecond
@@ -278,4 +280,76 @@ func TestAttemptsSteerRetries(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRegistrySurvivesANode runs the registry on a 3-node NATS cluster with
+// 3 replicas, stops the node that leads it, and checks that watchers never
+// lose an instance and that heartbeats go on.
+func TestRegistrySurvivesANode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a NATS cluster")
+	}
+	nodes, url := testenv.NATSCluster(t, 3)
+	nc, err := broker.Connect(url, "registry", testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx := t.Context()
+	bucket := testenv.Name("registry_")
+	reg, err := Open(ctx, nc, Config{Bucket: bucket, TTL: time.Second, Replicas: 3}, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"http://a", "http://b"} {
+		if _, err := reg.Register(ctx, instance("users", u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := reg.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := jetstream.New(nc)
+	s, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+		t.Fatalf("the registry's stream: %+v, %v; want a leader and two replicas", info.Cluster, err)
+	}
+	for i, n := range nodes {
+		if fmt.Sprintf("n%d", i+1) == info.Cluster.Leader {
+			t.Logf("stopping %s, the registry's leader", info.Cluster.Leader)
+			n.Shutdown()
+		}
+	}
+	// For a while after, a watcher always sees both instances, and a new
+	// one appears: entries and heartbeats survive the leader's loss.
+	lost := 0
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		if n := len(w.Instances("users")); n != 2 {
+			lost++
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if lost > 0 {
+		t.Fatalf("a watcher missed instances %d times in the 4 s after the registry's leader stopped", lost)
+	}
+	if _, err := reg.Register(ctx, instance("users", "http://c")); err != nil {
+		t.Fatalf("registering after the leader stopped: %v", err)
+	}
+	if !testenv.Eventually(3*time.Second, func() bool { return len(w.Instances("users")) == 3 }) {
+		t.Fatalf("a new instance was not seen after the leader stopped: %v", urls(w.Instances("users")))
+	}
+	// And a fresh watcher, as a gateway that starts now, sees them all.
+	w2, err := reg.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := urls(w2.Instances("users")); len(got) != 3 {
+		t.Fatalf("a new watcher sees %v", got)
+	}
 }

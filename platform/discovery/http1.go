@@ -34,6 +34,8 @@ type HTTP1 struct {
 	Client *fasthttp.Client
 	// Timeout bounds a request whose context has no deadline.
 	Timeout time.Duration
+
+	hosts sync.Map // host:port → the Client's *fasthttp.HostClient for it
 }
 
 var _ http.RoundTripper = (*HTTP1)(nil)
@@ -44,25 +46,39 @@ var _ http.RoundTripper = (*HTTP1)(nil)
 // to have been closed by the server, as net/http's Transport does.
 func NewHTTP1() *HTTP1 {
 	dialer := &net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}
-	return &HTTP1{
-		Timeout: 30 * time.Second,
-		Client: &fasthttp.Client{
-			Dial: func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) },
-			// Net/http's Transport has no cap either; the bulkhead in
-			// front of it bounds requests in flight per service.
-			MaxConnsPerHost: 1 << 16,
-			// Shorter than any server's idle timeout (120 s here), so
-			// that the client, not the server, closes idle connections.
-			MaxIdleConnDuration:       30 * time.Second,
-			MaxIdemponentCallAttempts: 2,
-			RetryIfErr: func(req *fasthttp.Request, _ int, err error) (bool, bool) {
-				return false, replayable(req) && (errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed))
-			},
-			StreamResponseBody:            true,
-			NoDefaultUserAgentHeader:      true,
-			DisableHeaderNamesNormalizing: true, // a request's are canonical already; responses' are made so below
-			DisablePathNormalizing:        true, // the path goes as the caller wrote it
+	t := &HTTP1{Timeout: 30 * time.Second}
+	t.Client = &fasthttp.Client{
+		// Each host's client is kept, to close its idle connections
+		// (CloseIdle).
+		ConfigureClient: func(hc *fasthttp.HostClient) error {
+			t.hosts.Store(hc.Addr, hc)
+			return nil
 		},
+		Dial: func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) },
+		// Net/http's Transport has no cap either; the bulkhead in
+		// front of it bounds requests in flight per service.
+		MaxConnsPerHost: 1 << 16,
+		// Shorter than any server's idle timeout (120 s here), so
+		// that the client, not the server, closes idle connections.
+		MaxIdleConnDuration:       30 * time.Second,
+		MaxIdemponentCallAttempts: 2,
+		RetryIfErr: func(req *fasthttp.Request, _ int, err error) (bool, bool) {
+			return false, replayable(req) && (errors.Is(err, io.EOF) || errors.Is(err, fasthttp.ErrConnectionClosed))
+		},
+		StreamResponseBody:            true,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true, // a request's are canonical already; responses' are made so below
+		DisablePathNormalizing:        true, // the path goes as the caller wrote it
+	}
+	return t
+}
+
+// CloseIdle closes the idle kept-alive connections to host (host:port):
+// once one of them turned out dead, the instance most likely is, and the
+// others would fail the next requests too.
+func (t *HTTP1) CloseIdle(host string) {
+	if hc, ok := t.hosts.Load(host); ok {
+		hc.(*fasthttp.HostClient).CloseIdleConnections()
 	}
 }
 

@@ -55,11 +55,15 @@ type Registry struct {
 type Config struct {
 	Bucket string        // DefaultBucket if empty
 	TTL    time.Duration // DefaultTTL if zero
+	// Replicas is how many NATS servers hold the registry: 1 for one
+	// server, 3 on a cluster, where losing a server then loses no entry.
+	Replicas int
 }
 
-// Open creates the registry bucket, or updates its TTL, and returns it.
-// Entries live in memory on the NATS server: the registry is rebuilt by
-// heartbeats within one TTL after the server restarts.
+// Open creates the registry bucket, or updates its TTL and replicas, and
+// returns it. Entries live in memory on the NATS servers that hold them
+// (cfg.Replicas): on a cluster the others keep them when one server
+// goes; after a restart of all, heartbeats rebuild them within one TTL.
 func Open(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Registry, error) {
 	if cfg.Bucket == "" {
 		cfg.Bucket = DefaultBucket
@@ -77,6 +81,7 @@ func Open(ctx context.Context, nc *nats.Conn, cfg Config, log *slog.Logger) (*Re
 		History:     1,
 		TTL:         cfg.TTL,
 		Storage:     jetstream.MemoryStorage,
+		Replicas:    max(cfg.Replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registry bucket %s: %w", cfg.Bucket, err)

@@ -11,21 +11,38 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Transport is an http.RoundTripper that resolves the request URL's host as
 // a service name: GET http://users/users/42 goes to one live users
-// instance, chosen by Picker, over Base. An instance that refuses the
-// connection is ejected for EjectFor and, when the request can be sent
-// again, the request goes to another instance: a refused connection means
-// the first instance never saw it. A Guard, if set, keeps requests from
-// instances it judges unhealthy (a circuit breaker per instance).
+// instance, chosen by Picker, over Base.
+//
+// An instance that refuses the connection is ejected for EjectFor and,
+// when the request can be sent again, the request goes to another
+// instance: a refused connection means the first instance never saw it.
+// An instance whose established connection breaks (reset, closed) is
+// ejected too, and its idle connections are closed at once, so that the
+// next requests neither pick it nor reuse its dead connections; whether
+// the broken request may be sent again is the caller's to decide (the
+// resilience layer retries what is idempotent).
+//
+// A Guard, if set, keeps requests from instances it judges unhealthy (a
+// circuit breaker per instance). When it refuses every live instance of a
+// service, the request goes to one of them anyway, unguarded: a guess
+// beats a certain failure, and breakers that opened on a passing fault
+// (or on one that was not the instances' own) must not take the whole
+// service down until they heal (Envoy calls this panic routing).
 type Transport struct {
 	Picker   Picker
 	Base     http.RoundTripper
 	EjectFor time.Duration
 	Guard    Guard
+	// Panicked, if set, is told of each request routed in panic.
+	Panicked func(service string)
 }
 
 // Guard decides which instances may take requests, and learns from how
@@ -37,9 +54,13 @@ type Guard interface {
 	// now (a half-open breaker whose trial requests are all out).
 	Acquire(ep *Endpoint) bool
 	// Record reports the outcome of a request that Acquire let through:
-	// the response's status, or the error if there was no response.
+	// the response's status, or the error if there was no response
+	// (context.Canceled if the caller gave up).
 	Record(ep *Endpoint, status int, err error)
 }
+
+// idleCloser is a Base that can drop an instance's idle connections.
+type idleCloser interface{ CloseIdle(host string) }
 
 // Attempts remembers which instances one request has been sent to, so that
 // a retry goes elsewhere when it can. Put one in the request's context
@@ -82,7 +103,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	service := req.URL.Host
 	var skipped [maxPicks]*Endpoint
 	tried := skipped[:0]
-	refusedOnce, guarded := false, false
+	refusedOnce, guarded, panicking := false, false, false
 	earlier, _ := req.Context().Value(attemptsKey{}).(*Attempts)
 	avoidEarlier := earlier != nil
 	skip := func(ep *Endpoint) bool {
@@ -102,6 +123,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			avoidEarlier = false
 			ep, err = t.Picker.Pick(service, skip)
 		}
+		if err != nil && guarded && !refusedOnce && !panicking {
+			// The guard refused every live instance: panic routing.
+			panicking = true
+			ep, err = t.Picker.Pick(service, func(ep *Endpoint) bool { return slices.Contains(tried, ep) })
+			if err == nil && t.Panicked != nil {
+				t.Panicked(service)
+			}
+		}
 		if err != nil {
 			if !refusedOnce { // else Base has closed it
 				closeBody(req)
@@ -111,7 +140,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, err
 		}
-		if t.Guard != nil && !t.Guard.Acquire(ep) {
+		guard := t.Guard
+		if panicking {
+			guard = nil // neither asked nor told: the request is a guess
+		}
+		if guard != nil && !guard.Acquire(ep) {
 			tried = append(tried, ep)
 			guarded = true
 			continue
@@ -130,18 +163,27 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		ep.inFlight.Add(1)
 		resp, err := t.Base.RoundTrip(&out)
-		if t.Guard != nil && req.Context().Err() != context.Canceled {
+		if guard != nil {
 			status := 0
 			if resp != nil {
 				status = resp.StatusCode
 			}
-			t.Guard.Record(ep, status, err)
+			if err != nil && req.Context().Err() == context.Canceled {
+				err = context.Canceled
+			}
+			guard.Record(ep, status, err)
 		}
 		if err == nil {
 			resp.Body = &countedBody{ReadCloser: resp.Body, ep: ep}
 			return resp, nil
 		}
 		ep.inFlight.Add(-1)
+		if broken(err) {
+			ep.Eject(t.EjectFor)
+			if c, ok := t.Base.(idleCloser); ok {
+				c.CloseIdle(target.Host)
+			}
+		}
 		if !refused(err) {
 			return nil, err
 		}
@@ -169,6 +211,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func refused(err error) bool {
 	op, ok := errors.AsType[*net.OpError](err)
 	return ok && op.Op == "dial"
+}
+
+// broken reports whether err is an established connection that broke:
+// closed or reset by the other side, which a process that died does to
+// every connection it had.
+func broken(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, fasthttp.ErrConnectionClosed)
 }
 
 func resendable(req *http.Request) bool {

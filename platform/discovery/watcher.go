@@ -43,15 +43,19 @@ func (e *Endpoint) Eject(d time.Duration) { e.ejectedUntil.Store(time.Now().Add(
 // Watcher follows the registry and knows every service's live instances.
 type Watcher struct {
 	nc  *nats.Conn
+	kv  jetstream.KeyValue
 	ttl time.Duration
 
 	mu       sync.Mutex
 	byKey    map[string]*Endpoint
 	services atomic.Pointer[map[string][]*Endpoint] // copy-on-write, read without locks
-	// graceUntil holds expiry off while the NATS connection is down and for
-	// one TTL after it is back: missing heartbeats then say nothing about
-	// the instances, and stale routes beat none.
+	// graceUntil holds expiry off while the registry cannot be reached
+	// (the NATS connection is down, or the servers holding the registry
+	// elect a new leader) and for one TTL after: missing heartbeats then
+	// say nothing about the instances, and stale routes beat none.
 	graceUntil atomic.Int64
+	// lastUpdate is when an entry last came from the registry (unix nanos).
+	lastUpdate atomic.Int64
 	done       chan struct{}
 }
 
@@ -62,10 +66,11 @@ func (r *Registry) Watch(ctx context.Context) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch registry: %w", err)
 	}
-	w := &Watcher{nc: r.nc, ttl: r.ttl, byKey: map[string]*Endpoint{}, done: make(chan struct{})}
+	w := &Watcher{nc: r.nc, kv: r.kv, ttl: r.ttl, byKey: map[string]*Endpoint{}, done: make(chan struct{})}
 	w.services.Store(&map[string][]*Endpoint{})
 	synced := make(chan struct{})
 	go w.run(ctx, kw, synced)
+	go w.checkRegistry(ctx)
 	select {
 	case <-synced:
 		return w, nil
@@ -81,7 +86,35 @@ func (w *Watcher) Done() <-chan struct{} { return w.done }
 
 func (w *Watcher) run(ctx context.Context, kw jetstream.KeyWatcher, synced chan struct{}) {
 	defer close(w.done)
-	defer func() { _ = kw.Stop() }()
+	for {
+		w.follow(ctx, kw, synced)
+		synced = nil
+		_ = kw.Stop()
+		// The feed ended or stalled: follow the registry anew. Its current
+		// entries come again first; instances that left meanwhile expire.
+		for {
+			if ctx.Err() != nil {
+				return
+			}
+			var err error
+			if kw, err = w.kv.WatchAll(ctx); err == nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(w.ttl / 3):
+			}
+		}
+	}
+}
+
+// follow applies the registry's entries from kw until ctx ends, kw ends,
+// or no entry has come for a whole TTL though instances are known: every
+// instance heartbeats every third of a TTL, so the feed has stalled (the
+// servers holding the registry changed leader, and this watch did not
+// follow).
+func (w *Watcher) follow(ctx context.Context, kw jetstream.KeyWatcher, synced chan struct{}) {
 	tick := time.NewTicker(w.ttl / 3)
 	defer tick.Stop()
 	for {
@@ -89,10 +122,10 @@ func (w *Watcher) run(ctx context.Context, kw jetstream.KeyWatcher, synced chan 
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			if w.nc.Status() != nats.CONNECTED {
-				w.graceUntil.Store(time.Now().Add(w.ttl).UnixNano())
-			}
 			w.forgetExpired()
+			if w.stalled(w.ttl) {
+				return
+			}
 		case e, ok := <-kw.Updates():
 			if !ok {
 				return
@@ -109,7 +142,44 @@ func (w *Watcher) run(ctx context.Context, kw jetstream.KeyWatcher, synced chan 
 	}
 }
 
+// stalled reports whether instances are known and no entry came for d.
+func (w *Watcher) stalled(d time.Duration) bool {
+	w.mu.Lock()
+	known := len(w.byKey) > 0
+	w.mu.Unlock()
+	return known && time.Since(time.Unix(0, w.lastUpdate.Load())) > d
+}
+
+// checkRegistry asks, every third of a TTL until ctx ends, whether the
+// registry answers and whether its feed flows, and holds expiry off when
+// not. Every instance heartbeats every third of a TTL, this process's own
+// among them: no entry at all for half a TTL means the feed stalled (the
+// servers holding the registry changed leader, say), not that every
+// instance died.
+func (w *Watcher) checkRegistry(ctx context.Context) {
+	t := time.NewTicker(w.ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		up := w.nc.Status() == nats.CONNECTED && !w.stalled(w.ttl/2)
+		if up {
+			cctx, cancel := context.WithTimeout(ctx, w.ttl/3)
+			_, err := w.kv.Status(cctx)
+			cancel()
+			up = err == nil
+		}
+		if !up && ctx.Err() == nil {
+			w.graceUntil.Store(time.Now().Add(w.ttl).UnixNano())
+		}
+	}
+}
+
 func (w *Watcher) apply(e jetstream.KeyValueEntry) {
+	w.lastUpdate.Store(time.Now().UnixNano())
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	key := e.Key()

@@ -61,7 +61,9 @@ type ConsumerConfig struct {
 	// last entry repeats); 100ms, 1s, 5s, 30s.
 	Backoff []time.Duration
 	// AckWait is how long the broker waits for an ack before it delivers
-	// again (a consumer that died mid-batch); 30s.
+	// again: how soon the events a consumer held when it died go to
+	// another; 5s. Events the consumer holds longer, waiting in its buffer
+	// or in slow work, are kept from redelivery by progress acks.
 	AckWait time.Duration
 	// Batch is how many events at most share one database transaction.
 	// By default 256 on SQLite, where one writer at a time is the rule
@@ -105,7 +107,7 @@ func (c *ConsumerConfig) defaults(dialect store.Dialect) {
 		c.Backoff = []time.Duration{100 * time.Millisecond, time.Second, 5 * time.Second, 30 * time.Second}
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = 5 * time.Second
 	}
 	if c.Batch <= 0 {
 		c.Batch = 256
@@ -131,6 +133,11 @@ type Consumer struct {
 	stream string
 	log    *slog.Logger
 
+	// held are the messages received and not yet settled (acked, nacked
+	// or terminated), with when each arrived, for the progress acks.
+	heldMu sync.Mutex
+	held   map[jetstream.Msg]time.Time
+
 	// Test hooks that abandon a batch as a crash would: afterEffects runs
 	// after the handlers and before the commit, afterCommit after the
 	// commit and before the acks.
@@ -149,7 +156,7 @@ func NewConsumer(db *store.DB, js jetstream.JetStream, cfg ConsumerConfig, log *
 	if cfg.Metrics != nil {
 		cfg.Metrics.add(cfg.Name, stream)
 	}
-	return &Consumer{db: db, js: js, cfg: cfg, stream: stream, log: log.With("consumer", cfg.Name)}, nil
+	return &Consumer{db: db, js: js, cfg: cfg, stream: stream, log: log.With("consumer", cfg.Name), held: map[jetstream.Msg]time.Time{}}, nil
 }
 
 // Run consumes until ctx ends. Until the stream exists (its producer may
@@ -171,10 +178,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 	msgs := make(chan jetstream.Msg, 2*c.cfg.Batch)
 	stopping := make(chan struct{})
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		c.hold(m)
 		select {
 		case msgs <- m:
 		case <-stopping:
 			_ = m.Nak() // see stop
+			c.release(m)
 		}
 	},
 		jetstream.PullMaxMessages(2*c.cfg.Batch),
@@ -189,6 +198,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer cc.Stop()
 	prune := time.NewTicker(time.Hour)
 	defer prune.Stop()
+	progressDone := make(chan struct{})
+	defer close(progressDone)
+	go c.keepProgress(progressDone)
 	c.prune(ctx)
 	batch := make([]jetstream.Msg, 0, c.cfg.Batch)
 	for {
@@ -246,6 +258,7 @@ func (c *Consumer) stop(cc jetstream.ConsumeContext, stopping chan struct{}, msg
 	for _, m := range batch {
 		_ = m.Nak()
 	}
+	c.release(batch...)
 	select { // the callback never blocks now: it hands back what msgs cannot take
 	case <-cc.Closed():
 	case <-time.After(5 * time.Second):
@@ -254,8 +267,54 @@ func (c *Consumer) stop(cc jetstream.ConsumeContext, stopping chan struct{}, msg
 		select {
 		case m := <-msgs:
 			_ = m.Nak()
+			c.release(m)
 		default:
 			return
+		}
+	}
+}
+
+// hold notes that m arrived; release, that it was settled (acked, handed
+// back or terminated).
+func (c *Consumer) hold(m jetstream.Msg) {
+	c.heldMu.Lock()
+	c.held[m] = time.Now()
+	c.heldMu.Unlock()
+}
+
+func (c *Consumer) release(ms ...jetstream.Msg) {
+	c.heldMu.Lock()
+	for _, m := range ms {
+		delete(c.held, m)
+	}
+	c.heldMu.Unlock()
+}
+
+// keepProgress, until done is closed, tells the broker every third of
+// AckWait that the messages held longer than that are still being worked
+// on (they wait in the buffer behind a slow batch, or the batch calls a
+// slow provider): AckWait is short so that a dead consumer's events come
+// back fast, and progress acks keep a live one's from coming back twice.
+func (c *Consumer) keepProgress(done chan struct{}) {
+	t := time.NewTicker(c.cfg.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		cutoff := time.Now().Add(-c.cfg.AckWait / 3)
+		var slow []jetstream.Msg
+		c.heldMu.Lock()
+		for m, at := range c.held {
+			if at.Before(cutoff) {
+				slow = append(slow, m)
+			}
+		}
+		c.heldMu.Unlock()
+		for _, m := range slow {
+			_ = m.InProgress()
 		}
 	}
 }
@@ -339,6 +398,7 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 			for _, m := range batch {
 				_ = m.NakWithDelay(c.cfg.Backoff[0])
 			}
+			c.release(batch...)
 		}
 		return err
 	}
@@ -360,6 +420,7 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 			c.retry(ctx, m, o.err)
 		}
 	}
+	c.release(batch...)
 	return nil
 }
 

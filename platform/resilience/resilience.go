@@ -69,6 +69,7 @@ func Upstream(w *discovery.Watcher, cfg Config, reg prometheus.Registerer) http.
 	breakers := NewBreakers(cfg.Breaker, m, w)
 	reg.MustRegister(breakers)
 	picked.Guard = breakers
+	picked.Panicked = func(service string) { m.rejected.WithLabelValues(service, "every_circuit_open").Inc() }
 	return NewTransport(picked, cfg, m)
 }
 
@@ -124,7 +125,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "souk_upstream_retries_total", Help: "Requests sent again to an upstream service.",
 		}, []string{"upstream"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "souk_upstream_rejected_total", Help: "Requests not sent: bulkhead full, retry budget spent, or every circuit open.",
+			Name: "souk_upstream_rejected_total", Help: "Requests not sent as asked: refused (bulkhead full, retry budget spent) or, with every circuit open, sent to an instance all the same (panic routing).",
 		}, []string{"upstream", "reason"}),
 		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_upstream_breaker_transitions_total", Help: "Circuit breaker state changes, by the state entered.",
@@ -233,20 +234,46 @@ func stateName(s circuitbreaker.State) string {
 	return "closed"
 }
 
-// Ready implements discovery.Guard.
-func (b *Breakers) Ready(ep *discovery.Endpoint) bool { return !b.breaker(ep).IsOpen() }
+// Ready implements discovery.Guard: a closed or half-open circuit may take
+// requests, and so may an open one whose delay has passed. Its next
+// request is a trial, which turns it half-open: time heals a breaker, not
+// being picked, so one that every picker skipped still gets its trial.
+func (b *Breakers) Ready(ep *discovery.Endpoint) bool {
+	cb := b.breaker(ep)
+	return !cb.IsOpen() || cb.RemainingDelay() == 0
+}
 
 // Acquire implements discovery.Guard.
 func (b *Breakers) Acquire(ep *discovery.Endpoint) bool { return b.breaker(ep).TryAcquirePermit() }
 
-// Record implements discovery.Guard: a 5xx or no response is a failure.
+// Record implements discovery.Guard. A breaker judges the instance, not
+// what stands behind it: no answer (a broken or refused connection, no
+// answer in time) and a 500 or other 5xx of the instance's own are its
+// failures; a 502, 503 or 504 is the instance saying that something it
+// depends on failed, or that it sheds load, which another instance would
+// meet as well, so it counts as an answer. Orders answering 503 because
+// the catalog is down thus never opens the breakers on orders. A request
+// whose caller gave up says nothing of the instance, but a half-open
+// circuit's trial must end or its permit is gone for good: it ends as a
+// failure, and the circuit tries again after its delay.
 func (b *Breakers) Record(ep *discovery.Endpoint, status int, err error) {
 	cb := b.breaker(ep)
-	if err != nil || status >= 500 {
+	switch {
+	case errors.Is(err, context.Canceled):
+		if cb.IsHalfOpen() {
+			cb.RecordFailure()
+		}
+	case err != nil || status >= 500 && !dependencyStatus(status):
 		cb.RecordFailure()
-	} else {
+	default:
 		cb.RecordSuccess()
 	}
+}
+
+// dependencyStatus reports whether a service's 5xx answer speaks of what
+// stands behind it rather than of the instance itself.
+func dependencyStatus(status int) bool {
+	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
 }
 
 // State is the breaker state of ep, for tests and diagnostics.
@@ -292,7 +319,7 @@ func (t *Transport) upstream(service string) *upstream {
 		bulkhead: bulkhead.New[*http.Response](uint(t.cfg.MaxInFlight)),
 		retries:  t.metrics.retries.WithLabelValues(service),
 	}
-	for _, reason := range []string{"bulkhead", "retry_budget"} {
+	for _, reason := range []string{"bulkhead", "retry_budget", "every_circuit_open"} {
 		t.metrics.rejected.WithLabelValues(service, reason) // at zero until it happens
 	}
 	b := budget.NewBuilder().WithMaxRate(t.cfg.RetryBudget).
@@ -347,9 +374,23 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.metrics.duration.WithLabelValues(service).Observe(time.Since(start).Seconds())
 	}()
 	if retryable(req) {
-		// The attempts go to different instances while there are others.
+		// The attempts go to different instances while there are others,
+		// each with its own copy of the body.
 		req = req.WithContext(discovery.WithAttempts(req.Context(), &discovery.Attempts{}))
-		resp, err = u.retry.WithContext(req.Context()).Get(func() (*http.Response, error) { return t.next.RoundTrip(req) })
+		first := true
+		resp, err = u.retry.WithContext(req.Context()).Get(func() (*http.Response, error) {
+			attempt := req
+			if !first && req.GetBody != nil {
+				body, err := req.GetBody()
+				if err != nil {
+					return nil, err
+				}
+				attempt = req.Clone(req.Context())
+				attempt.Body = body
+			}
+			first = false
+			return t.next.RoundTrip(attempt)
+		})
 	} else {
 		resp, err = t.next.RoundTrip(req)
 	}
@@ -362,13 +403,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // retryable reports whether req may be sent more than once: its method is
-// idempotent and it has no body to send again.
+// idempotent and it has no body to send again, or it carries an
+// Idempotency-Key (the service answers a repeat as it answered the first)
+// and its body can be had again (GetBody).
 func retryable(req *http.Request) bool {
+	noBody := req.Body == nil || req.Body == http.NoBody
 	switch req.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
-		return req.Body == nil || req.Body == http.NoBody
+		return noBody
 	}
-	return false
+	return req.Header.Get("Idempotency-Key") != "" && (noBody || req.GetBody != nil)
 }
 
 // releasingBody gives the bulkhead permit back when the response is closed.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -45,8 +46,20 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	out.Host, out.RequestURI = "", ""
 	out.Close = false // the client's connection, not the service's
 	out.Header = upstreamHeader(ctx, r, id)
-	if r.ContentLength == 0 {
+	switch {
+	case r.ContentLength == 0:
 		out.Body = nil // so that the request may be sent again on a fresh connection
+	case r.Header.Get("Idempotency-Key") != "":
+		// The service answers a repeat of this request as it answered the
+		// first, so if the instance dies under it, it may go to another:
+		// its body is kept for that (it is bounded by the route's limit).
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			g.proxyError(w, out, err)
+			return
+		}
+		out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}
 	resp, err := g.transport.RoundTrip(out)
 	if err != nil {
