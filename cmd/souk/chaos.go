@@ -15,7 +15,7 @@ import (
 type chaosCmd struct {
 	Binary        string        `help:"The souk binary to run the processes from (default: this one)."`
 	Data          string        `placeholder:"DIR" help:"Directory for the SQLite and NATS files and every process's log (default: a new temporary one, removed at the end unless --keep)."`
-	Keep          bool          `help:"Keep the data directory."`
+	Keep          bool          `help:"Keep the data directory and the PostgreSQL schemas, to look into."`
 	Instances     int           `default:"2" help:"Instances of every service (the gateway runs once)."`
 	NATSNodes     int           `name:"nats-nodes" default:"3" help:"Nodes of the NATS cluster, run in this process."`
 	Postgres      string        `placeholder:"URL" help:"A PostgreSQL URL: each service gets a schema of its own there, dropped at the end (default: SQLite files)."`
@@ -50,7 +50,7 @@ func (c *chaosCmd) run(ctx context.Context, stdout io.Writer) error {
 	cfg.Load.Duration, cfg.Load.Rate, cfg.Load.Clients, cfg.Load.Mix, cfg.Load.Seed = c.Duration, c.Rate, c.Clients, mix, c.Seed
 	cfg.KillEvery, cfg.RestartAfter, cfg.NATSKillEvery, cfg.NATSDownFor = c.KillEvery, c.RestartAfter, c.NATSKillEvery, c.NATSDownFor
 	cfg.StopEvery, cfg.StopFor, cfg.LatencyEvery, cfg.Latency, cfg.LatencyFor = c.StopEvery, c.StopFor, c.LatencyEvery, c.Latency, c.LatencyFor
-	cfg.CutEvery, cfg.CutFor, cfg.Settle, cfg.Seed = c.CutEvery, c.CutFor, c.Settle, c.Seed
+	cfg.CutEvery, cfg.CutFor, cfg.Settle, cfg.Seed, cfg.Keep = c.CutEvery, c.CutFor, c.Settle, c.Seed, c.Keep
 	if cfg.Binary == "" {
 		if cfg.Binary, err = os.Executable(); err != nil {
 			return err

@@ -65,6 +65,8 @@ type Config struct {
 	// Settle bounds the wait, after the load, for every order to end and
 	// souk check to pass.
 	Settle time.Duration
+	// Keep leaves the PostgreSQL schemas in place, to look into.
+	Keep bool
 	// Seed chooses the victims (0: random).
 	Seed uint64
 	// Log, if not nil, gets a line per step and per fault.
@@ -121,7 +123,7 @@ type Fault struct {
 	Kind   string  `json:"kind"`
 	Target string  `json:"target"`
 	// For is how long the fault lasted: until the killed process answered
-	// /readyz again, the node was back, the process continued, the link
+	// /readyz again (tries included, if it failed to start at first), the node was back, the process continued, the link
 	// was restored.
 	For float64 `json:"for"`
 	// Recovery is the seconds from the fault to the first second back at
@@ -228,7 +230,16 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		return rep, fmt.Errorf("load: %w", lerr)
 	}
 
-	// Every order must end, and the saga's invariants hold.
+	// Every order must end, and the saga's invariants hold: with every
+	// instance running, as after any outage.
+	for _, in := range r.instances {
+		if !in.running() {
+			logf("%s is down after the faults; starting it for the audit", in.name)
+			if err := r.restart(in); err != nil {
+				logf("%s: %v", in.name, err)
+			}
+		}
+	}
 	logf("load done; auditing the saga with souk check (up to %s for every order to end)", cfg.Settle)
 	rep.Check, err = r.audit(ctx, dbs)
 	if err != nil {
@@ -344,6 +355,30 @@ func (r *run) startAll(ctx context.Context, dbs map[string]string) error {
 	return r.start(ctx, r.gateway)
 }
 
+// restart starts a killed instance again as a supervisor would: if it
+// fails (it may, while a NATS node it needs is down), again every two
+// seconds, for a minute at most. The error, if any, is the first.
+func (r *run) restart(in *instance) error {
+	var first error
+	for end := time.Now().Add(time.Minute); ; {
+		err := r.start(context.Background(), in)
+		if err == nil {
+			if first != nil {
+				r.logf("%s started after an earlier try failed", in.name)
+			}
+			return first
+		}
+		if first == nil {
+			first = err
+			r.logf("restart of %s: %v; trying again", in.name, err)
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("%w; still down after a minute", first)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
 func (r *run) start(ctx context.Context, in *instance) error {
 	err := in.start(ctx, r.cfg.Binary, 60*time.Second)
 	if pid := in.pid(); pid != 0 {
@@ -392,7 +427,7 @@ func (r *run) faults(ctx context.Context, start time.Time, d time.Duration) []Fa
 			t := time.Now()
 			in.kill()
 			sleep(ctx, c.RestartAfter)
-			err := r.start(context.WithoutCancel(ctx), in)
+			err := r.restart(in)
 			return time.Since(t), err
 		})
 	})
@@ -561,7 +596,9 @@ func (r *run) cleanup() {
 	if r.nats != nil {
 		r.nats.shutdown()
 	}
-	if len(r.schemas) > 0 {
+	if len(r.schemas) > 0 && r.cfg.Keep {
+		r.logf("kept the PostgreSQL schemas %s", strings.Join(r.schemas, ", "))
+	} else if len(r.schemas) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if db, err := store.Open(ctx, r.cfg.Postgres); err == nil {

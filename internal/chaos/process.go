@@ -88,6 +88,22 @@ func (in *instance) start(ctx context.Context, bin string, ready time.Duration) 
 	}
 }
 
+// running says whether the process was started and has not exited.
+func (in *instance) running() bool {
+	in.mu.Lock()
+	cmd, exited := in.cmd, in.exited
+	in.mu.Unlock()
+	if cmd == nil {
+		return false
+	}
+	select {
+	case <-exited:
+		return false
+	default:
+		return true
+	}
+}
+
 // signal sends sig to the process, if it runs.
 func (in *instance) signal(sig syscall.Signal) error {
 	in.mu.Lock()

@@ -127,7 +127,8 @@ func (p Progress) Line() string {
 // what is in flight and for the orders to end (cfg.Follow at most), sends
 // failed placements again to see whether they got through, and returns
 // the report. onProgress, if not nil, is called every second. started, if
-// not nil, gets the moment the schedule starts (for souk chaos's marks).
+// not nil and with room for a value, gets the moment the schedule starts
+// (souk chaos times its faults from it).
 func Run(ctx context.Context, cfg Config, onProgress func(Progress), started chan<- time.Time) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -188,7 +189,10 @@ func Run(ctx context.Context, cfg Config, onProgress func(Progress), started cha
 	start := time.Now()
 	s.rec = newRecorder(start)
 	if started != nil {
-		started <- start
+		select {
+		case started <- start:
+		default: // no room: the caller did not want to wait for it
+		}
 	}
 	type job struct {
 		op       string

@@ -174,7 +174,8 @@ func (s *shop) order(ctx context.Context, c *client, r *rand.Rand, intended time
 }
 
 // follow polls the order until it is confirmed or cancelled, at growing
-// intervals (50 ms doubling to 1 s), for at most cfg.Follow; every poll is
+// intervals (50 ms doubling to 2 s, as a page that refreshes itself
+// would), for at most cfg.Follow; every poll is
 // a request of the report's follow operation.
 func (s *shop) follow(ctx context.Context, c *client, id string) {
 	s.follows.Go(func() {
@@ -201,7 +202,7 @@ func (s *shop) follow(ctx context.Context, c *client, id string) {
 				s.rec.order("open", "")
 				return
 			}
-			wait = min(2*wait, time.Second)
+			wait = min(2*wait, 2*time.Second)
 		}
 	})
 }
