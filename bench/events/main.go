@@ -68,11 +68,11 @@ func run(producerURL, consumerURL, natsURL string, n, writers, perTx int, latenc
 			return err
 		}
 		defer e.Shutdown()
-		nc, err = e.Connect("bench")
+		nc, err = e.Connect("bench", broker.Credentials{})
 		if err != nil {
 			return err
 		}
-	} else if nc, err = broker.Connect(natsURL, "bench", log); err != nil {
+	} else if nc, err = broker.Connect(natsURL, "bench", broker.Credentials{}, log); err != nil {
 		return err
 	}
 	defer nc.Close()

@@ -111,7 +111,7 @@ func run() error {
 		return err
 	}
 	defer nats.Shutdown()
-	nc, err := nats.Connect("bench")
+	nc, err := nats.Connect("bench", broker.Credentials{})
 	if err != nil {
 		return err
 	}

@@ -235,7 +235,7 @@ func run() error {
 }
 
 func wipeStreams(ctx context.Context, u string) error {
-	nc, err := broker.Connect(u, "bench", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	nc, err := broker.Connect(u, "bench", broker.Credentials{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
@@ -324,14 +324,15 @@ func (w *watch) wait(id string, within time.Duration) string {
 }
 
 func connect(sys *system.System) (*nats.Conn, error) {
-	u := *natsURL
+	u, creds := *natsURL, broker.Credentials{}
 	if u == "" {
-		u = sys.NATSURL
+		// souk's own NATS lets in its identities only.
+		u, creds = sys.NATSURL, sys.Credentials(system.AdminIdentity)
 	}
 	if u == "" {
 		return nil, fmt.Errorf("the embedded NATS must listen")
 	}
-	return broker.Connect(u, "bench", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return broker.Connect(u, "bench", creds, slog.New(slog.NewTextHandler(io.Discard, nil)))
 }
 
 func schema(ctx context.Context, base, name string) (string, error) {

@@ -388,7 +388,7 @@ routes:
 func TestDeadLetterCommands(t *testing.T) {
 	ctx := context.Background()
 	natsURL := testenv.NATSServer(t)
-	nc, err := broker.Connect(natsURL, "test", testenv.Logger(t))
+	nc, err := broker.Connect(natsURL, "test", broker.Credentials{}, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

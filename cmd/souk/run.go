@@ -48,6 +48,7 @@ type cli struct {
 	Serve   serveCmd   `cmd:"" help:"Run one service, or the gateway, as its own process against an external NATS."`
 	Migrate migrateCmd `cmd:"" help:"Apply a service's database migrations and exit."`
 	Events  eventsCmd  `cmd:"" help:"Inspect the event backbone."`
+	NATS    natsCmd    `cmd:"" name:"nats" help:"Credentials for a NATS of your own."`
 	Check   checkCmd   `cmd:"" help:"Audit the order saga's invariants across the orders, inventory and payments databases."`
 	Load    loadCmd    `cmd:"" help:"Put a shop's load on a gateway, open loop at a fixed rate, and report success, latency and orders' outcomes."`
 	Chaos   chaosCmd   `cmd:"" help:"Run Souk as many processes on loopback, put load on it, inject faults on a schedule, audit the saga, and report availability and recovery."`
@@ -61,12 +62,50 @@ type checkCmd struct {
 	JSON        bool   `name:"json" help:"Print the report as JSON."`
 }
 
+type natsCmd struct {
+	Setup natsSetupCmd `cmd:"" help:"Make an nkey seed per identity (each service, the gateway, admin) and users.conf, the nats-server configuration that lets in those identities only, each with its permissions."`
+}
+
+type natsSetupCmd struct {
+	Dir            string `required:"" placeholder:"DIR" help:"Where to write the seeds (mode 0600, kept if there) and users.conf."`
+	RegistryBucket string `help:"The registry's bucket, if not the default."`
+}
+
+func (n *natsSetupCmd) run(stdout io.Writer) error {
+	_, users, err := system.NATSCredentials(n.Dir, n.RegistryBucket)
+	if err != nil {
+		return err
+	}
+	conf := filepath.Join(n.Dir, "users.conf")
+	if err := os.WriteFile(conf, []byte(broker.UsersConfig(users)), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s and an nkey seed per identity (%s) in %s\n", conf, strings.Join(system.Identities(), ", "), n.Dir)
+	fmt.Fprintf(stdout, "give nats-server users.conf (deploy/nats/nats.conf includes it), and each process its own seed: --nats-nkey %s\n",
+		filepath.Join(n.Dir, "nats-<identity>.nk"))
+	return nil
+}
+
 type eventsCmd struct {
 	DLQ dlqCmd `cmd:"" name:"dlq" help:"The dead-letter stream: events consumers gave up on."`
 }
 
+// natsFlags say which NATS a command uses and as whom.
+type natsFlags struct {
+	NATS         string `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster (souk up's embedded one is nats://127.0.0.1:4223)."`
+	NATSNkey     string `name:"nats-nkey" type:"existingfile" placeholder:"FILE" help:"Authenticate with this nkey seed file (souk up and souk nats setup make one per identity: nats-<identity>.nk)."`
+	NATSCreds    string `name:"nats-creds" type:"existingfile" placeholder:"FILE" help:"Authenticate with this NATS .creds file (decentralized JWT auth)."`
+	NATSUser     string `name:"nats-user" help:"Authenticate with this user, and --nats-password."`
+	NATSPassword string `name:"nats-password" help:"The password of --nats-user."`
+}
+
+func (f natsFlags) credentials() broker.Credentials {
+	return broker.Credentials{NkeySeedFile: f.NATSNkey, CredsFile: f.NATSCreds, User: f.NATSUser, Password: f.NATSPassword}
+}
+
 type dlqCmd struct {
-	NATS   string       `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL (souk up's embedded one is nats://127.0.0.1:4223)."`
+	natsFlags `embed:""`
+	Data      string       `default:".souk" help:"souk up's data directory: without credentials, its admin's are used if it has them."`
 	List   dlqListCmd   `cmd:"" help:"List dead letters, oldest first."`
 	Replay dlqReplayCmd `cmd:"" help:"Publish a dead letter again on its original subject and remove it from the dead letters."`
 }
@@ -107,7 +146,7 @@ type serveCmd struct {
 	Service          string          `arg:"" enum:"${services}" help:"What to run: ${services_list}."`
 	Addr             string          `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: ${ports})."`
 	Advertise        string          `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
-	NATS             string          `name:"nats" default:"nats://127.0.0.1:4222" help:"NATS server URL(s), comma-separated for a cluster."`
+	natsFlags        `embed:""`
 	DB               string          `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
 	Data             string          `default:".souk" help:"Directory for the default SQLite file."`
 	Timeout          time.Duration   `help:"Gateway: how long a forwarded request may take (default: the config's, 5s)."`
@@ -197,6 +236,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = c.Load.run(ctx, stdout)
 	case "chaos":
 		err = c.Chaos.run(ctx, stdout)
+	case "nats setup":
+		err = c.NATS.Setup.run(stdout)
 	case "events dlq list":
 		err = c.Events.DLQ.list(ctx, stdout, log)
 	case "events dlq replay <seq>":
@@ -271,6 +312,7 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 	}
 	if sys.NATSURL != "" {
 		fmt.Fprintf(tw, "  %s\t%s\n", "nats", sys.NATSURL)
+		fmt.Fprintf(tw, "  %s\t%s\n", "credentials", sys.NATSCredentialsDir)
 	}
 	fmt.Fprintf(tw, "  %s\t%s\n", "data", u.Data)
 	if err := tw.Flush(); err != nil {
@@ -293,7 +335,7 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 	}
 	streams := events.DefaultStreamConfig()
 	streams.Replicas = s.StreamReplicas
-	cfg := system.Config{NATS: s.NATS, Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams,
+	cfg := system.Config{NATS: s.NATS, NATSCredentials: func(string) broker.Credentials { return s.credentials() }, Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams,
 		Services: s.Services, Tracing: s.traceFlags.config(getenv, s.TraceSample), Server: server.DefaultConfig()}
 	if s.Service == system.GatewayName {
 		if getenv("GOGC") == "" {
@@ -355,7 +397,15 @@ func wait(ctx context.Context, sys *system.System, stdout io.Writer) error {
 }
 
 func (d *dlqCmd) connect(log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := broker.Connect(d.NATS, "souk-cli", log)
+	creds := d.credentials()
+	if creds == (broker.Credentials{}) {
+		// souk up's NATS lets in its identities only: the admin's seed is
+		// in its data directory.
+		if seed := filepath.Join(d.Data, "credentials", "nats-"+system.AdminIdentity+".nk"); fileExists(seed) {
+			creds.NkeySeedFile = seed
+		}
+	}
+	nc, err := broker.Connect(d.NATS, "souk-cli", creds, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (souk up's NATS listens on nats://127.0.0.1:4223 by default; pass --nats)", err)
 	}
@@ -474,4 +524,9 @@ func logFormat(format string, w io.Writer) string {
 		}
 	}
 	return "json"
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

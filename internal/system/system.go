@@ -41,6 +41,11 @@ type Config struct {
 	// NATSListen is where the embedded server accepts other processes
 	// ("" for in-process connections only).
 	NATSListen string
+	// NATSCredentials, if set, authenticate this process's connections to
+	// the NATS at NATS, by identity (the service's name, or the gateway's).
+	// The embedded server makes its own: one identity per service, the
+	// gateway and admin, in DataDir/credentials.
+	NATSCredentials func(identity string) broker.Credentials
 	// DataDir holds the embedded NATS files.
 	DataDir string
 	// Services are every service's settings; Instances says which run.
@@ -106,6 +111,10 @@ type System struct {
 	// NATSURL is where other processes reach the embedded NATS server, if
 	// this process runs one that listens.
 	NATSURL string
+	// NATSCredentialsDir holds the embedded server's credentials, a seed
+	// file per identity (nats-<identity>.nk): other processes connect with
+	// them. "" with an external NATS.
+	NATSCredentialsDir string
 	// URLs maps each service, and "gateway", to its base URL.
 	URLs map[string]string
 	// Notices are what the services' start-up work asked to show the
@@ -114,12 +123,12 @@ type System struct {
 
 	log      *slog.Logger
 	embedded *broker.Embedded
-	nc       *nats.Conn
-	js       jetstream.JetStream
+	// connect opens a NATS connection as one of Souk's identities.
+	connect  func(identity string) (*nats.Conn, error)
+	creds    map[string]broker.Credentials // the embedded server's, by identity
 	streams  events.StreamConfig
-	apiKeys  jetstream.KeyValue
+	registry discovery.Config
 	hasher   *auth.Hasher
-	watcher  *discovery.Watcher // for services that call others
 	tracing  *telemetry.Tracing
 	stopBg   context.CancelFunc // heartbeats and the registry watcher
 	units    []*unit
@@ -137,38 +146,45 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 			sys = nil
 		}
 	}()
-	if cfg.NATS == "" {
-		sys.embedded, err = broker.StartEmbedded(broker.EmbeddedConfig{
-			Dir:    filepath.Join(cfg.DataDir, "nats"),
-			Listen: cfg.NATSListen,
-		}, log)
-		if err != nil {
-			return sys, err
-		}
-		sys.NATSURL = sys.embedded.ClientURL()
-		sys.nc, err = sys.embedded.Connect("souk")
-	} else {
-		sys.nc, err = broker.Connect(cfg.NATS, "souk", log)
-	}
-	if err != nil {
-		return sys, err
-	}
-	if sys.tracing, err = telemetry.NewTracing(ctx, cfg.Tracing); err != nil {
-		return sys, err
-	}
 	sys.streams = cfg.Streams
 	if sys.streams == (events.StreamConfig{}) {
 		sys.streams = events.DefaultStreamConfig()
 	}
 	// The registry and the API keys are held by as many servers as the
 	// streams: losing one server of a cluster loses none of them.
-	regCfg := cfg.Registry
-	regCfg.Replicas = sys.streams.Replicas
-	reg, err := discovery.Open(ctx, sys.nc, regCfg, log)
-	if err != nil {
-		return sys, err
+	sys.registry = cfg.Registry
+	sys.registry.Replicas = sys.streams.Replicas
+	if cfg.NATS == "" {
+		// The embedded server lets in Souk's identities only, each with
+		// its own credentials and permissions, its own services too.
+		sys.NATSCredentialsDir = filepath.Join(cfg.DataDir, "credentials")
+		var users []broker.User
+		sys.creds, users, err = NATSCredentials(sys.NATSCredentialsDir, sys.registry.Bucket)
+		if err != nil {
+			return sys, fmt.Errorf("nats credentials: %w", err)
+		}
+		sys.embedded, err = broker.StartEmbedded(broker.EmbeddedConfig{
+			Dir:    filepath.Join(cfg.DataDir, "nats"),
+			Listen: cfg.NATSListen,
+			Users:  users,
+		}, log)
+		if err != nil {
+			return sys, err
+		}
+		sys.NATSURL = sys.embedded.ClientURL()
+		sys.connect = func(identity string) (*nats.Conn, error) {
+			return sys.embedded.Connect(identity, sys.creds[identity])
+		}
+	} else {
+		sys.connect = func(identity string) (*nats.Conn, error) {
+			var creds broker.Credentials
+			if cfg.NATSCredentials != nil {
+				creds = cfg.NATSCredentials(identity)
+			}
+			return broker.Connect(cfg.NATS, identity, creds, log)
+		}
 	}
-	if sys.js, err = jetstream.New(sys.nc); err != nil {
+	if sys.tracing, err = telemetry.NewTracing(ctx, cfg.Tracing); err != nil {
 		return sys, err
 	}
 	for _, in := range cfg.Instances {
@@ -180,33 +196,45 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 			return sys, fmt.Errorf("%s: %w", in.Service, err)
 		}
 	}
-	if len(cfg.Instances) > 0 {
-		if err := events.EnsureDeadLetterStream(ctx, sys.js, sys.streams); err != nil {
-			return sys, err
-		}
-	}
-	if sys.apiKeys, err = auth.OpenAPIKeys(ctx, sys.js, sys.streams.Replicas); err != nil {
-		return sys, err
-	}
 	// At most four argon2id hashes at once: 76 MiB at worst.
 	sys.hasher = auth.NewHasher(4)
-	if len(cfg.Instances) > 0 {
-		if sys.watcher, err = reg.Watch(bg); err != nil {
-			return sys, err
-		}
-	}
 	for _, in := range cfg.Instances {
 		svc, _ := cfg.Services.Get(in.Service)
-		if err := sys.startService(ctx, bg, svc, in, reg, cfg.Server); err != nil {
+		if err := sys.startService(ctx, bg, svc, in, cfg.Server); err != nil {
 			return sys, fmt.Errorf("start %s: %w", in.Service, err)
 		}
 	}
 	if cfg.Gateway != nil {
-		if err := sys.startGateway(bg, *cfg.Gateway, reg, cfg.Server); err != nil {
+		if err := sys.startGateway(ctx, bg, *cfg.Gateway, cfg.Server); err != nil {
 			return sys, fmt.Errorf("start gateway: %w", err)
 		}
 	}
 	return sys, nil
+}
+
+// Credentials are the embedded NATS server's credentials of identity
+// (one of Identities), for tools and tests that play it.
+func (s *System) Credentials(identity string) broker.Credentials { return s.creds[identity] }
+
+// attach connects u to NATS as identity and opens the registry over that
+// connection, with a watcher of it.
+func (s *System) attach(ctx, bg context.Context, u *unit, identity string) (*discovery.Registry, *discovery.Watcher, error) {
+	var err error
+	if u.nc, err = s.connect(identity); err != nil {
+		return nil, nil, err
+	}
+	if u.js, err = jetstream.New(u.nc); err != nil {
+		return nil, nil, err
+	}
+	reg, err := discovery.Open(ctx, u.nc, s.registry, s.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := reg.Watch(bg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return reg, w, nil
 }
 
 // Failed delivers the error of a server that stopped on its own.
@@ -215,6 +243,8 @@ func (s *System) Failed() <-chan error { return s.failed }
 // unit is one running HTTP server and what it owns.
 type unit struct {
 	name   string
+	nc     *nats.Conn // its own connection, as its own identity
+	js     jetstream.JetStream
 	srv    *server.Server
 	health *server.Health
 	reg    *discovery.Registration
@@ -225,22 +255,29 @@ type unit struct {
 	work     sync.WaitGroup
 }
 
-func (s *System) startService(ctx, bg context.Context, svc Service, in Instance, reg *discovery.Registry, scfg server.Config) error {
+func (s *System) startService(ctx, bg context.Context, svc Service, in Instance, scfg server.Config) error {
 	name := svc.Name()
 	log := s.log.With("service", name)
-	db, err := store.Open(ctx, in.DB)
+	u := &unit{name: name}
+	s.units = append(s.units, u)
+	reg, watcher, err := s.attach(ctx, bg, u, name)
 	if err != nil {
 		return err
 	}
-	u := &unit{name: name, db: db}
-	s.units = append(s.units, u)
+	if u.db, err = store.Open(ctx, in.DB); err != nil {
+		return err
+	}
+	db := u.db
 	if err := db.Migrate(ctx, name, svc.Migrations(), log); err != nil {
 		return err
 	}
 	if err := events.Migrate(ctx, db, name, log); err != nil {
 		return err
 	}
-	if err := events.EnsureStream(ctx, s.js, name, s.streams); err != nil {
+	if err := events.EnsureStream(ctx, u.js, name, s.streams); err != nil {
+		return err
+	}
+	if err := events.EnsureDeadLetterStream(ctx, u.js, s.streams); err != nil {
 		return err
 	}
 	outbox := events.NewOutbox(db)
@@ -249,11 +286,14 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 		metrics.MustRegister(collectors.NewDBStatsCollector(pool, strings.Trim(name+"_"+kind, "_")))
 	}
 	events.RegisterOutboxMetrics(metrics, outbox)
-	consumerMetrics := events.NewConsumerMetrics(metrics, s.js)
+	consumerMetrics := events.NewConsumerMetrics(metrics, u.js)
 	tp := s.tracing.Provider(name)
 	parts, err := svc.Build(service.Deps{
-		DB: db, Outbox: outbox, APIKeys: s.apiKeys, Hasher: s.hasher, Log: log,
-		Client: &http.Client{Transport: traced(resilience.Upstream(s.watcher, resilience.DefaultConfig(), metrics), tp), Timeout: 10 * time.Second},
+		DB: db, Outbox: outbox, Hasher: s.hasher, Log: log,
+		APIKeys: func(ctx context.Context) (jetstream.KeyValue, error) {
+			return auth.OpenAPIKeys(ctx, u.js, s.streams.Replicas)
+		},
+		Client: &http.Client{Transport: traced(resilience.Upstream(watcher, resilience.DefaultConfig(), metrics), tp), Timeout: 10 * time.Second},
 	})
 	if err != nil {
 		return err
@@ -270,22 +310,15 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 
 	work, stop := context.WithCancel(bg)
 	u.stopWork = stop
-	u.relay = events.NewRelay(outbox, s.js, name, events.RelayConfig{}, log)
+	u.relay = events.NewRelay(outbox, u.js, name, events.RelayConfig{}, log)
 	u.work.Go(func() { u.relay.Run(work) })
 	for _, cc := range parts.Consumers {
-		producer, err := cc.Producer()
-		if err != nil {
-			return err
-		}
 		// The stream a consumer reads may belong to a service that has not
-		// started yet; creating it here (as its owner would, idempotently)
-		// lets the consumer start at once.
-		if err := events.EnsureStream(ctx, s.js, producer, s.streams); err != nil {
-			return err
-		}
+		// started yet: the consumer waits for it (only its producer may
+		// make it).
 		cc.Tracer = tp.Tracer("souk/events")
 		cc.Metrics = consumerMetrics
-		c, err := events.NewConsumer(db, s.js, cc, log)
+		c, err := events.NewConsumer(db, u.js, cc, log)
 		if err != nil {
 			return err
 		}
@@ -301,7 +334,7 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 
 	u.health = server.NewHealth(map[string]server.Check{
 		"database": db.PingContext,
-		"nats":     broker.Check(s.nc),
+		"nats":     broker.Check(u.nc),
 	})
 	rt := s.router(name, log, u.health, metrics)
 	rt.Trace(tp, true)
@@ -323,16 +356,20 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 	return nil
 }
 
-func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discovery.Registry, scfg server.Config) error {
+func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg server.Config) error {
 	log := s.log.With("service", gateway.Name)
-	w, err := reg.Watch(bg)
+	u := &unit{name: gateway.Name}
+	s.units = append(s.units, u)
+	reg, w, err := s.attach(ctx, bg, u, gateway.Name)
 	if err != nil {
 		return err
 	}
-	u := &unit{name: gateway.Name}
-	s.units = append(s.units, u)
+	apiKeys, err := auth.OpenAPIKeys(ctx, u.js, s.streams.Replicas)
+	if err != nil {
+		return err
+	}
 	u.health = server.NewHealth(map[string]server.Check{
-		"nats": broker.Check(s.nc),
+		"nats": broker.Check(u.nc),
 		"registry": func(context.Context) error {
 			select {
 			case <-w.Done():
@@ -351,7 +388,7 @@ func (s *System) startGateway(bg context.Context, gc GatewayConfig, reg *discove
 	upstream := resilience.Upstream(w, gc.Config.Upstream, metrics)
 
 	jwksClient := &http.Client{Transport: discovery.NewTransport(discovery.NewP2C(w)), Timeout: 5 * time.Second}
-	authn, err := gateway.NewAuthenticator(bg, "http://users/.well-known/jwks.json", jwksClient, s.apiKeys, metrics, log)
+	authn, err := gateway.NewAuthenticator(bg, "http://users/.well-known/jwks.json", jwksClient, apiKeys, metrics, log)
 	if err != nil {
 		return err
 	}
@@ -447,8 +484,10 @@ func (s *System) Shutdown(ctx context.Context) error {
 	if s.tracing != nil {
 		_ = s.tracing.Shutdown(context.WithoutCancel(ctx))
 	}
-	if s.nc != nil {
-		s.nc.Close()
+	for _, u := range s.units {
+		if u.nc != nil {
+			u.nc.Close()
+		}
 	}
 	if s.embedded != nil {
 		s.embedded.Shutdown()

@@ -248,7 +248,7 @@ func (e *echoService) request() (*http.Request, int) {
 
 // registry connects to the system's NATS and opens its registry.
 func registry(t *testing.T, sys *System) *discovery.Registry {
-	nc, err := broker.Connect(sys.NATSURL, "test", testenv.Logger(t))
+	nc, err := broker.Connect(sys.NATSURL, "test", sys.Credentials(AdminIdentity), testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +382,7 @@ func TestExternalEngines(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		sys.Shutdown(context.Background())
-		nc, err := broker.Connect(natsURL, "cleanup", testenv.Logger(t))
+		nc, err := broker.Connect(natsURL, "cleanup", broker.Credentials{}, testenv.Logger(t))
 		if err == nil {
 			defer nc.Close()
 			if js, err := jetstream.New(nc); err == nil {

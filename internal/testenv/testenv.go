@@ -175,7 +175,7 @@ func NATSCluster(t testing.TB, n int) ([]*broker.Embedded, string) {
 		t.FailNow()
 	}
 	clientURL := strings.Join(urls, ",")
-	nc, err := broker.Connect(clientURL, "cluster-check", Logger(t))
+	nc, err := broker.Connect(clientURL, "cluster-check", broker.Credentials{}, Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func NATSCluster(t testing.TB, n int) ([]*broker.Embedded, string) {
 
 // EmbeddedNATS starts a NATSServer and returns a connection to it.
 func EmbeddedNATS(t testing.TB) *nats.Conn {
-	nc, err := broker.Connect(NATSServer(t), t.Name(), Logger(t))
+	nc, err := broker.Connect(NATSServer(t), t.Name(), broker.Credentials{}, Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func ExternalNATS(t testing.TB) *nats.Conn {
 	if u == "" {
 		t.Skipf("external NATS not tested: set %s (e.g. nats://127.0.0.1:4222)", NATSEnv)
 	}
-	nc, err := broker.Connect(u, t.Name(), Logger(t))
+	nc, err := broker.Connect(u, t.Name(), broker.Credentials{}, Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

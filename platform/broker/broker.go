@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -26,6 +27,19 @@ type EmbeddedConfig struct {
 	Listen string
 	// Cluster, if set, makes the server one node of a NATS cluster.
 	Cluster *ClusterConfig
+	// Users, if any, are the only clients the server lets in, in-process
+	// ones included, each with what it may publish and subscribe to.
+	Users []User
+}
+
+// User is an identity a NATS server lets in: the public key of its nkey,
+// and the subjects it may publish and subscribe to (NATS wildcards; all
+// else is refused).
+type User struct {
+	Name       string // for people: the identity's name
+	NkeyPublic string
+	Publish    []string
+	Subscribe  []string
 }
 
 // ClusterConfig joins an embedded server to a cluster.
@@ -77,6 +91,12 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
 			opts.Routes = append(opts.Routes, u)
 		}
 	}
+	for _, u := range cfg.Users {
+		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.NkeyPublic, Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: u.Publish},
+			Subscribe: &server.SubjectPermission{Allow: u.Subscribe},
+		}})
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
@@ -91,6 +111,30 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
 		return nil, errors.New("embedded nats did not start in 10s")
 	}
 	return &Embedded{srv: srv, log: log}, nil
+}
+
+// UsersConfig renders users as a nats-server configuration block
+// (authorization { users = [...] }), for a server of your own: include it
+// from its configuration file. Subjects are quoted: a bare $JS would be a
+// variable there.
+func UsersConfig(users []User) string {
+	var b strings.Builder
+	b.WriteString("# Souk's identities on NATS and what each may do. Made by souk nats setup;\n")
+	b.WriteString("# each identity's nkey seed, the secret, is beside this file, never in it.\n")
+	b.WriteString("authorization {\n  users = [\n")
+	list := func(subjects []string) string {
+		q := make([]string, len(subjects))
+		for i, s := range subjects {
+			q[i] = strconv.Quote(s)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	}
+	for _, u := range users {
+		fmt.Fprintf(&b, "    # %s\n    {nkey: %q, permissions: {\n      publish: {allow: %s}\n      subscribe: {allow: %s}\n    }}\n",
+			u.Name, u.NkeyPublic, list(u.Publish), list(u.Subscribe))
+	}
+	b.WriteString("  ]\n}\n")
+	return b.String()
 }
 
 // hostPort splits host:port; port 0 asks the server for a random one.
@@ -128,9 +172,43 @@ func (e *Embedded) ClientURL() string {
 }
 
 // Connect returns a connection that talks to the server in memory, without
-// a socket.
-func (e *Embedded) Connect(name string) (*nats.Conn, error) {
-	return nats.Connect("", append(connOptions(name, e.log), nats.InProcessServer(e.srv))...)
+// a socket, authenticated by creds.
+func (e *Embedded) Connect(name string, creds Credentials) (*nats.Conn, error) {
+	opts, err := creds.options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect("", append(append(connOptions(name, e.log), opts...), nats.InProcessServer(e.srv))...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the embedded nats as %s: %w", name, err)
+	}
+	return nc, nil
+}
+
+// Credentials say who a connection is: an nkey seed file (what souk up and
+// `souk nats setup` make), a .creds file (NATS's decentralized JWTs), or a
+// user and password. The zero value connects without.
+type Credentials struct {
+	NkeySeedFile string
+	CredsFile    string
+	User         string
+	Password     string
+}
+
+func (c Credentials) options() ([]nats.Option, error) {
+	switch {
+	case c.NkeySeedFile != "":
+		opt, err := nats.NkeyOptionFromSeed(c.NkeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats nkey seed %s: %w", c.NkeySeedFile, err)
+		}
+		return []nats.Option{opt}, nil
+	case c.CredsFile != "":
+		return []nats.Option{nats.UserCredentials(c.CredsFile)}, nil
+	case c.User != "":
+		return []nats.Option{nats.UserInfo(c.User, c.Password)}, nil
+	}
+	return nil, nil
 }
 
 // Shutdown stops the server after its clients are gone; JetStream flushes
@@ -140,11 +218,16 @@ func (e *Embedded) Shutdown() {
 	e.srv.WaitForShutdown()
 }
 
-// Connect dials the NATS server(s) at url (comma-separated for a cluster).
+// Connect dials the NATS server(s) at url (comma-separated for a cluster),
+// authenticated by creds.
 // Once connected, the connection reconnects forever; the first connection
 // must succeed within the timeout, so that a wrong URL fails at start.
-func Connect(url, name string, log *slog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, connOptions(name, log)...)
+func Connect(url, name string, creds Credentials, log *slog.Logger) (*nats.Conn, error) {
+	opts, err := creds.options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, append(connOptions(name, log), opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats at %s: %w", url, err)
 	}

@@ -290,7 +290,7 @@ func TestRegistrySurvivesANode(t *testing.T) {
 		t.Skip("starts a NATS cluster")
 	}
 	nodes, url := testenv.NATSCluster(t, 3)
-	nc, err := broker.Connect(url, "registry", testenv.Logger(t))
+	nc, err := broker.Connect(url, "registry", broker.Credentials{}, testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

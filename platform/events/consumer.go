@@ -159,19 +159,30 @@ func NewConsumer(db *store.DB, js jetstream.JetStream, cfg ConsumerConfig, log *
 	return &Consumer{db: db, js: js, cfg: cfg, stream: stream, log: log.With("consumer", cfg.Name), held: map[jetstream.Msg]time.Time{}}, nil
 }
 
-// Run consumes until ctx ends. Until the stream exists (its producer may
-// start later), it retries every second.
+// Run consumes until ctx ends. Until the stream exists (only its producer
+// makes it, and may start later) it waits, asking four times a second;
+// other failures it retries every second.
 func (c *Consumer) Run(ctx context.Context) error {
 	cons, err := c.ensure(ctx)
-	for err != nil {
+	for waited := time.Duration(0); err != nil; {
 		if ctx.Err() != nil {
 			return nil
 		}
-		c.log.Warn("consumer not ready; retrying", "err", err)
+		wait := time.Second
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			wait = 250 * time.Millisecond
+			if waited >= 30*time.Second {
+				c.log.Warn("the stream is still missing: has its producer started?", "stream", c.stream)
+				waited = 0
+			}
+			waited += wait
+		} else {
+			c.log.Warn("consumer not ready; retrying", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 		cons, err = c.ensure(ctx)
 	}
@@ -633,7 +644,7 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, reason strin
 		_ = m.Nak()
 		return
 	}
-	dl := nats.NewMsg(deadLetterSubject(c.cfg.Name))
+	dl := nats.NewMsg(DeadLetterSubject(c.cfg.Name))
 	for k, v := range m.Headers() {
 		if k != nats.MsgIdHdr {
 			dl.Header[k] = v

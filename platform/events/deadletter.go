@@ -37,7 +37,7 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, consumer strin
 	}
 	filter := "souk.dlq.>"
 	if consumer != "" {
-		filter = deadLetterSubject(consumer)
+		filter = DeadLetterSubject(consumer)
 	}
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
 	if err != nil {

@@ -18,8 +18,8 @@ func StreamOwner(stream string) string { return strings.TrimPrefix(stream, "souk
 // DeadLetterStream holds the events consumers gave up on.
 const DeadLetterStream = "souk_dead_letters"
 
-// deadLetterSubject is where the dead letters of consumer go.
-func deadLetterSubject(consumer string) string { return "souk.dlq." + consumer }
+// DeadLetterSubject is where the dead letters of consumer go.
+func DeadLetterSubject(consumer string) string { return "souk.dlq." + consumer }
 
 // StreamConfig says how durable the streams are.
 type StreamConfig struct {

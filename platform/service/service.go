@@ -27,8 +27,9 @@ type Deps struct {
 	// Client calls other services by name (http://catalog/…) through the
 	// registry, with breakers, a bulkhead and retries.
 	Client *http.Client
-	// APIKeys is the NATS KV bucket that gateways read API keys from.
-	APIKeys jetstream.KeyValue
+	// APIKeys opens the NATS KV bucket that gateways read API keys from:
+	// only the service that writes them (users) may, and needs to.
+	APIKeys func(context.Context) (jetstream.KeyValue, error)
 	// Hasher hashes passwords, a bounded number at once.
 	Hasher *auth.Hasher
 	// Log is the service's logger.

@@ -69,25 +69,30 @@ func (c Config) Validate() error {
 }
 
 // Build makes the service: its API, the projection of API keys into the
-// bucket gateways read, and, at start, the admin account.
+// bucket gateways read (opened at start), and, at start, the admin
+// account.
 func (c Config) Build(d service.Deps) (service.Parts, error) {
 	lead := c.SigningKeyLead
 	if lead == 0 {
 		lead = KeyLead
 	}
-	s := &Service{store: NewStore(d.DB, d.Outbox), hasher: d.Hasher, keyLead: max(lead, 0), apiKeys: d.APIKeys}
-	parts := service.Parts{Routes: s.Routes, Consumers: s.Consumers()}
-	if c.AdminEmail != "" {
-		parts.Init = func(ctx context.Context) (string, error) {
-			generated, err := s.store.BootstrapAdmin(ctx, s.hasher, c.AdminEmail, c.AdminPassword)
-			if err != nil || generated == "" {
-				return "", err
-			}
-			return fmt.Sprintf("Admin account (first start, shown once): %s, password %s\n"+
-				"  To choose your own: --admin-password '…' (it replaces the password at that start).", c.AdminEmail, generated), nil
+	s := &Service{store: NewStore(d.DB, d.Outbox), hasher: d.Hasher, keyLead: max(lead, 0)}
+	init := func(ctx context.Context) (string, error) {
+		var err error
+		if s.apiKeys, err = d.APIKeys(ctx); err != nil {
+			return "", err
 		}
+		if c.AdminEmail == "" {
+			return "", nil
+		}
+		generated, err := s.store.BootstrapAdmin(ctx, s.hasher, c.AdminEmail, c.AdminPassword)
+		if err != nil || generated == "" {
+			return "", err
+		}
+		return fmt.Sprintf("Admin account (first start, shown once): %s, password %s\n"+
+			"  To choose your own: --admin-password '…' (it replaces the password at that start).", c.AdminEmail, generated), nil
 	}
-	return parts, nil
+	return service.Parts{Routes: s.Routes, Consumers: s.Consumers(), Init: init}, nil
 }
 
 // Service serves the users API: users, registration and login, signing
