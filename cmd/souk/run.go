@@ -106,8 +106,8 @@ func (f natsFlags) credentials() broker.Credentials {
 type dlqCmd struct {
 	natsFlags `embed:""`
 	Data      string       `default:".souk" help:"souk up's data directory: without credentials, its admin's are used if it has them."`
-	List   dlqListCmd   `cmd:"" help:"List dead letters, oldest first."`
-	Replay dlqReplayCmd `cmd:"" help:"Publish a dead letter again on its original subject and remove it from the dead letters."`
+	List      dlqListCmd   `cmd:"" help:"List dead letters, oldest first."`
+	Replay    dlqReplayCmd `cmd:"" help:"Publish a dead letter again on its original subject and remove it from the dead letters."`
 }
 
 type dlqListCmd struct {
@@ -143,9 +143,9 @@ func (f traceFlags) config(getenv func(string) string, ratio float64) telemetry.
 }
 
 type serveCmd struct {
-	Service          string          `arg:"" enum:"${services}" help:"What to run: ${services_list}."`
-	Addr             string          `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: ${ports})."`
-	Advertise        string          `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
+	Service          string `arg:"" enum:"${services}" help:"What to run: ${services_list}."`
+	Addr             string `help:"host:port to listen on (default: 127.0.0.1 and the service's usual port: ${ports})."`
+	Advertise        string `help:"Base URL other processes reach this instance at (default: derived from --addr)."`
 	natsFlags        `embed:""`
 	DB               string          `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
 	Data             string          `default:".souk" help:"Directory for the default SQLite file."`

@@ -83,7 +83,7 @@ func newEnv(t *testing.T, dbe testenv.Database, b testenv.Broker) *env {
 		ctx := context.Background()
 		_ = js.DeleteStream(ctx, StreamName(e.service))
 		if s, err := js.Stream(ctx, DeadLetterStream); err == nil {
-			_ = s.Purge(ctx, jetstream.WithPurgeSubject(deadLetterSubject(e.consumerName())))
+			_ = s.Purge(ctx, jetstream.WithPurgeSubject(DeadLetterSubject(e.consumerName())))
 		}
 	})
 	return e
