@@ -155,9 +155,11 @@ func (s *shop) order(ctx context.Context, c *client, r *rand.Rand, intended time
 	}
 	key := fmt.Sprintf("load-%s-%d", s.runID, seq)
 	a := send(ctx, c.http, "POST", s.base+"/api/orders", c.bearer(), req, s.cfg.Timeout, "Idempotency-Key", key)
-	s.done(OpOrder, intended, a, 201)
+	// 200 is the order this key placed: a gateway that sent the request
+	// twice (it may, with a key) got it placed once.
+	s.done(OpOrder, intended, a, 201, 200)
 	switch {
-	case a.failure(201) == "":
+	case a.failure(201, 200) == "":
 		var o orderState
 		if err := a.decode(&o); err != nil || o.ID == "" {
 			s.rec.order("open", "")
@@ -174,8 +176,9 @@ func (s *shop) order(ctx context.Context, c *client, r *rand.Rand, intended time
 }
 
 // follow polls the order until it is confirmed or cancelled, at growing
-// intervals (50 ms doubling to 2 s, as a page that refreshes itself
-// would), for at most cfg.Follow; every poll is
+// intervals (50 ms doubling to 5 s, as a page that refreshes itself
+// would; a saga that lags must not be buried in polls), for at most
+// cfg.Follow; every poll is
 // a request of the report's follow operation.
 func (s *shop) follow(ctx context.Context, c *client, id string) {
 	s.follows.Go(func() {
@@ -202,7 +205,7 @@ func (s *shop) follow(ctx context.Context, c *client, id string) {
 				s.rec.order("open", "")
 				return
 			}
-			wait = min(2*wait, 2*time.Second)
+			wait = min(2*wait, 5*time.Second)
 		}
 	})
 }
