@@ -133,8 +133,16 @@ type Fault struct {
 	// WorstP99 is the worst p99 latency, in ms, of the 10 s after the
 	// fault.
 	WorstP99 float64 `json:"worst_p99_ms"`
-	Err      string  `json:"error,omitempty"`
+	// Err says why the fault could not be undone (a killed instance that
+	// never came back); Note what happened on the way (it took two tries).
+	Err  string `json:"error,omitempty"`
+	Note string `json:"note,omitempty"`
 }
+
+// noted is a fault's outcome that is worth a note but is no failure.
+type noted string
+
+func (n noted) Error() string { return string(n) }
 
 // Report is what a chaos run found.
 type Report struct {
@@ -235,7 +243,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	for _, in := range r.instances {
 		if !in.running() {
 			logf("%s is down after the faults; starting it for the audit", in.name)
-			if err := r.restart(in); err != nil {
+			if _, err := r.restart(in); err != nil {
 				logf("%s: %v", in.name, err)
 			}
 		}
@@ -357,23 +365,25 @@ func (r *run) startAll(ctx context.Context, dbs map[string]string) error {
 
 // restart starts a killed instance again as a supervisor would: if it
 // fails (it may, while a NATS node it needs is down), again every two
-// seconds, for a minute at most. The error, if any, is the first.
-func (r *run) restart(in *instance) error {
+// seconds, for a minute at most. note says how many tries it took and why
+// the first failed; err is set only if it never came up.
+func (r *run) restart(in *instance) (note string, err error) {
 	var first error
-	for end := time.Now().Add(time.Minute); ; {
+	for try, end := 1, time.Now().Add(time.Minute); ; try++ {
 		err := r.start(context.Background(), in)
 		if err == nil {
 			if first != nil {
-				r.logf("%s started after an earlier try failed", in.name)
+				note = fmt.Sprintf("up at try %d; the first: %v", try, first)
+				r.logf("%s: %s", in.name, note)
 			}
-			return first
+			return note, nil
 		}
 		if first == nil {
 			first = err
 			r.logf("restart of %s: %v; trying again", in.name, err)
 		}
 		if time.Now().After(end) {
-			return fmt.Errorf("%w; still down after a minute", first)
+			return "", fmt.Errorf("%w; still down after a minute", first)
 		}
 		time.Sleep(2 * time.Second)
 	}
@@ -427,7 +437,10 @@ func (r *run) faults(ctx context.Context, start time.Time, d time.Duration) []Fa
 			t := time.Now()
 			in.kill()
 			sleep(ctx, c.RestartAfter)
-			err := r.restart(in)
+			note, err := r.restart(in)
+			if note != "" {
+				err = noted(note)
+			}
 			return time.Since(t), err
 		})
 	})
@@ -535,7 +548,11 @@ func (r *run) onInstance(ctx context.Context, kind string, fault func(*instance)
 	r.busy[in.svc] = false
 	r.mu.Unlock()
 	f.For = took.Seconds()
-	if err != nil {
+	var n noted
+	switch {
+	case errors.As(err, &n):
+		f.Note = string(n)
+	case err != nil:
 		f.Err = err.Error()
 		r.logf("%s of %s: %v", kind, in.name, err)
 	}
@@ -660,7 +677,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 		worst = max(worst, f.Recovery)
 		line := fmt.Sprintf("  %6.1fs  %-26s  %-12s  %7.1fs  %9s  %.0f ms", f.At, f.Kind, f.Target, f.For, rec, f.WorstP99)
 		if f.Err != "" {
-			line += "  (" + f.Err + ")"
+			line += "  (failed: " + f.Err + ")"
+		} else if f.Note != "" {
+			line += "  (" + f.Note + ")"
 		}
 		fmt.Fprintln(w, line)
 	}
