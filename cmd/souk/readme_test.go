@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/souk-shop/souk/internal/system"
-	"github.com/souk-shop/souk/services/gateway"
 )
 
 // TestReadmeTryIt runs the README's "Try it" block with bash, as written,
@@ -48,6 +47,7 @@ func TestReadmeTryIt(t *testing.T) {
 	host := func(u string) string { return strings.TrimPrefix(u, "http://") }
 	script := strings.NewReplacer(
 		"localhost:8080", host(urls["gateway"]),
+		"localhost:8081", host(urls["gateway-ops"]),
 		"localhost:5002", host(urls["catalog"]),
 		"go run ./cmd/souk", bin,
 	).Replace(block)
@@ -147,7 +147,7 @@ func startUp(t *testing.T, bin, dir string, args ...string) map[string]string {
 // freePorts are souk up's flags that put every server on a free port.
 func freePorts() []string {
 	args := []string{"--nats-listen", "127.0.0.1:0"}
-	for _, name := range append(system.ServiceNames(), gateway.Name) {
+	for _, name := range system.Servers() {
 		args = append(args, "--addr", name+"=127.0.0.1:0")
 	}
 	return args

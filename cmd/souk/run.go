@@ -151,6 +151,7 @@ type serveCmd struct {
 	Data             string          `default:".souk" help:"Directory for the default SQLite file."`
 	Timeout          time.Duration   `help:"Gateway: how long a forwarded request may take (default: the config's, 5s)."`
 	Config           string          `help:"Gateway: routes, policies and limits, YAML or JSON (default: the built-in one)." type:"existingfile"`
+	OpsAddr          string          `name:"ops-addr" default:"127.0.0.1:8081" help:"Gateway: where it serves its operators (/metrics, /debug/traces), apart from its public port; empty for nowhere."`
 	CORSOrigins      []string        `name:"cors-origins" help:"Gateway: origins whose pages may call every route without CORS settings of its own; comma-separated."`
 	RegistryTTL      time.Duration   `default:"3s" help:"How long an instance stays listed after its last heartbeat."`
 	StreamReplicas   int             `default:"1" help:"Servers holding each event: 1 for one NATS server, 3 on a cluster."`
@@ -278,7 +279,7 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 	if err != nil {
 		return err
 	}
-	names := append(system.ServiceNames(), system.GatewayName)
+	names := system.Servers()
 	for name := range u.Addr {
 		if !slices.Contains(names, name) {
 			return fmt.Errorf("--addr %s=…: no such server; there are %s", name, strings.Join(names, ", "))
@@ -295,7 +296,7 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 		DataDir:    u.Data,
 		Services:   u.Services,
 		Tracing:    u.traceFlags.config(getenv, u.TraceSample),
-		Gateway:    &system.GatewayConfig{Addr: addr(system.GatewayName), Config: gw},
+		Gateway:    &system.GatewayConfig{Addr: addr(system.GatewayName), OpsAddr: addr(system.GatewayOpsName), Config: gw},
 		Server:     server.DefaultConfig(),
 	}
 	for _, name := range system.ServiceNames() {
@@ -307,7 +308,7 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 	}
 	fmt.Fprintf(stdout, "souk is up in %s\n", time.Since(start).Round(time.Millisecond))
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	for _, name := range append([]string{system.GatewayName}, system.ServiceNames()...) {
+	for _, name := range append([]string{system.GatewayName, system.GatewayOpsName}, system.ServiceNames()...) {
 		fmt.Fprintf(tw, "  %s\t%s\n", name, sys.URLs[name])
 	}
 	if sys.NATSURL != "" {
@@ -349,7 +350,7 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 		if err != nil {
 			return err
 		}
-		cfg.Gateway = &system.GatewayConfig{Addr: addr, Config: gw, TrustTraceparent: s.TrustTraceparent}
+		cfg.Gateway = &system.GatewayConfig{Addr: addr, OpsAddr: s.OpsAddr, Config: gw, TrustTraceparent: s.TrustTraceparent}
 	} else {
 		db := s.DB
 		if db == "" {

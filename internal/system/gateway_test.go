@@ -362,7 +362,7 @@ func TestResilience(t *testing.T) {
 			t.Fatalf("GET %d with the broken instance's circuit open: %d", i, r.status)
 		}
 	}
-	m := call(t, "GET", gw+"/metrics", "")
+	m := call(t, "GET", sys.URLs[GatewayOpsName]+"/metrics", "")
 	if got := transitions.FindSubmatch(m.body); got == nil || string(got[1]) == "0" {
 		t.Errorf("no breaker opened for echo in /metrics")
 	}
@@ -445,5 +445,76 @@ func TestCatalogCaching(t *testing.T) {
 	}
 	if r := call(t, "GET", product, "", "If-None-Match", etag); r.status != 200 || r.header.Get("ETag") == etag {
 		t.Fatalf("GET with the old tag after a change: %d, ETag %q; want 200 and a new tag", r.status, r.header.Get("ETag"))
+	}
+}
+
+// TestServicePortsVerifyCallers tries, straight at each service's port,
+// what the gateway would refuse: identity headers, forged or misdirected
+// proofs, a forwarded address. Each gets 401; probes and scrapes are
+// answered.
+func TestServicePortsVerifyCallers(t *testing.T) {
+	sys := startSystem(t, t.TempDir(), io.Discard, nil)
+	t.Cleanup(func() { sys.Shutdown(context.Background()) })
+	gw := sys.URLs[gateway.Name]
+	admin := bearer(login(t, gw, adminEmail, adminPassword))
+	adaID, _ := register(t, gw, "Ada", "ada@example.com")
+	product := call(t, "POST", gw+"/api/products", `{"name":"Lamp","price":{"amount":100,"currency":"EUR"}}`, admin...).json(t)["id"].(string)
+
+	// A key no one published, signing as the gateway, and a real proof of
+	// the gateway's meant for another service (as a service that saw one
+	// could replay it).
+	stranger, _ := auth.NewProver(auth.GatewayIdentity)
+	forged, _ := stranger.Prove("users", auth.Identity{UserID: adaID, Role: auth.RoleAdmin, Method: "jwt"}, "")
+	echo := newEcho(t, nil)
+	serveAs(t, registry(t, sys), gw, "echo", echo, "/api/echo/x")
+	call(t, "GET", gw+"/api/echo/x", "", admin...)
+	got, _ := echo.request()
+	misdirected := got.Header.Get(auth.HeaderProof)
+	if misdirected == "" {
+		t.Fatal("the gateway sent echo no proof")
+	}
+	spoof := []string{"X-Souk-User-Id", adaID, "X-Souk-Role", "admin", "X-Souk-Auth", "jwt"}
+	for _, c := range []struct {
+		name, service, method, path, body string
+		headers                           []string
+	}{
+		{"list users as a made-up admin", "users", "GET", "/users", "", spoof},
+		{"promote a user", "users", "PATCH", "/users/" + adaID, `{"role":"admin"}`, spoof},
+		{"mint an API key as another", "users", "POST", "/auth/keys", `{"name":"mine"}`, spoof},
+		{"dodge the login limit with X-Forwarded-For", "users", "POST", "/auth/login", `{"email":"ada@example.com","password":"wrong wrong wrong"}`, []string{"X-Forwarded-For", "203.0.113.9"}},
+		{"change a price", "catalog", "PATCH", "/products/" + product, `{"price":{"amount":1,"currency":"EUR"}}`, spoof},
+		{"set stock", "inventory", "PUT", "/inventory/" + product, `{"available":0}`, spoof},
+		{"read a payment", "payments", "GET", "/payments/" + product, "", spoof},
+		{"order in another's name", "orders", "POST", "/orders", `{"items":[{"product_id":"` + product + `","quantity":1}],"card":"4242424242424242"}`, append(spoof, "Idempotency-Key", "k1")},
+		{"a read with no proof at all", "catalog", "GET", "/products", "", nil},
+		{"a proof signed by an unknown key", "users", "GET", "/users", "", []string{auth.HeaderProof, forged}},
+		{"the gateway's proof for another service", "users", "GET", "/users", "", []string{auth.HeaderProof, misdirected}},
+		{"the traces", "catalog", "GET", "/debug/traces", "", nil},
+	} {
+		r := call(t, c.method, sys.URLs[c.service]+c.path, c.body, c.headers...)
+		if r.status != 401 {
+			t.Errorf("%s on %s's port: %d %s, want 401", c.name, c.service, r.status, r.body)
+		}
+	}
+	for _, name := range ServiceNames() {
+		for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+			if r := call(t, "GET", sys.URLs[name]+path, ""); r.status != 200 {
+				t.Errorf("GET %s on %s's port: %d, want it open to probes and scrapes", path, name, r.status)
+			}
+		}
+	}
+	// The public port serves no metrics and no traces: the operations
+	// port does.
+	for _, path := range []string{"/metrics", "/debug/traces"} {
+		if r := call(t, "GET", gw+path, ""); r.status != 404 {
+			t.Errorf("GET %s on the gateway's public port: %d, want 404", path, r.status)
+		}
+		if r := call(t, "GET", sys.URLs[GatewayOpsName]+path, ""); r.status != 200 {
+			t.Errorf("GET %s on the gateway's operations port: %d, want 200", path, r.status)
+		}
+	}
+	// And through the gateway, the same calls carry a proof and work.
+	if r := call(t, "GET", gw+"/api/users", "", admin...); r.status != 200 {
+		t.Fatalf("GET /api/users as the admin: %d %s", r.status, r.body)
 	}
 }

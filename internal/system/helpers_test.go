@@ -77,7 +77,7 @@ func startSystem(t *testing.T, dir string, logs io.Writer, gw *gateway.Config, o
 		NATSListen: "127.0.0.1:0",
 		DataDir:    dir,
 		Services:   testServices(),
-		Gateway:    &GatewayConfig{Addr: "127.0.0.1:0", Config: *gw},
+		Gateway:    &GatewayConfig{Addr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0", Config: *gw},
 		Server:     server.DefaultConfig(),
 	}
 	// Rotated keys sign at once; gateways learn them on the first unknown kid.

@@ -47,10 +47,14 @@ func NATSPermissions(identity, registry string) (publish, subscribe []string, er
 	subscribe = []string{"_INBOX.>"}
 	publish = append(publish, bucket(registry)...)
 	publish = append(publish, "$KV."+registry+"."+identity+".>")
+	// The keys proofs are checked with: its own keys, read all.
+	publish = append(publish, bucket(auth.KeyBucket)...)
+	publish = append(publish, "$KV."+auth.KeyBucket+"."+identity+".>")
 	if identity == GatewayName {
 		// The gateway reads API keys; it may make the bucket (empty), never
 		// write a key.
 		publish = append(publish, bucket(auth.APIKeyBucket)...)
+		slices.Sort(publish)
 		return publish, subscribe, nil
 	}
 	svc, err := (&Services{}).Get(identity)

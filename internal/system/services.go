@@ -77,24 +77,33 @@ func ServiceNames() []string {
 	return names
 }
 
-// GatewayPort is where the gateway listens unless told otherwise.
-const GatewayPort = 8080
+// GatewayPort is where the gateway listens unless told otherwise, and
+// GatewayOpsPort where it serves its operators (metrics, traces).
+const (
+	GatewayPort    = 8080
+	GatewayOpsPort = 8081
+)
 
-// DefaultAddr is where the named service, or the gateway, listens unless
-// told otherwise.
+// Servers lists every server souk up runs: the services, the gateway and
+// its operations listener.
+func Servers() []string { return append(ServiceNames(), gateway.Name, GatewayOpsName) }
+
+// DefaultAddr is where the named server listens unless told otherwise.
 func DefaultAddr(name string) string {
 	port := GatewayPort
-	if svc, err := (&Services{}).Get(name); err == nil {
+	if name == GatewayOpsName {
+		port = GatewayOpsPort
+	} else if svc, err := (&Services{}).Get(name); err == nil {
 		port = svc.Port()
 	}
 	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
 // Ports describes every server's default port, for help texts:
-// "users 5001, catalog 5002, …, gateway 8080".
+// "users 5001, catalog 5002, …, gateway 8080, gateway-ops 8081".
 func Ports() string {
 	var parts []string
-	for _, name := range append(ServiceNames(), gateway.Name) {
+	for _, name := range Servers() {
 		_, port, _ := strings.Cut(DefaultAddr(name), ":")
 		parts = append(parts, name+" "+port)
 	}

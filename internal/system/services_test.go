@@ -18,7 +18,7 @@ func TestServicesList(t *testing.T) {
 	if len(all) < 5 {
 		t.Fatalf("%d services", len(all))
 	}
-	names, ports := map[string]bool{}, map[int]string{GatewayPort: GatewayName}
+	names, ports := map[string]bool{}, map[int]string{GatewayPort: GatewayName, GatewayOpsPort: GatewayOpsName}
 	for _, svc := range all {
 		if names[svc.Name()] || svc.Name() == GatewayName {
 			t.Errorf("two services are called %s", svc.Name())
@@ -56,7 +56,8 @@ func TestServicesList(t *testing.T) {
 			targets = append(targets, st.Targets...)
 		}
 	}
-	for _, name := range append(ServiceNames(), GatewayName) {
+	// Prometheus scrapes every service and the gateway's operations port.
+	for _, name := range append(ServiceNames(), GatewayOpsName) {
 		want = append(want, DefaultAddr(name))
 	}
 	slices.Sort(targets)

@@ -78,6 +78,9 @@ type Instance struct {
 // GatewayName is the gateway's name among the servers.
 const GatewayName = gateway.Name
 
+// GatewayOpsName is the gateway's operations listener among the servers.
+const GatewayOpsName = gateway.Name + "-ops"
+
 // LoadGatewayConfig reads the gateway's configuration from path (YAML or
 // JSON; "" for the built-in one) and applies what the command line says of
 // it: a timeout for every route (if not zero), and origins whose pages may
@@ -98,8 +101,12 @@ func LoadGatewayConfig(path string, timeout time.Duration, corsOrigins []string)
 
 // GatewayConfig runs the gateway.
 type GatewayConfig struct {
-	Addr   string
-	Config gateway.Config
+	Addr string
+	// OpsAddr is where the gateway serves what is for its operators, not
+	// its clients: /metrics and /debug/traces (and /healthz, /readyz). The
+	// public Addr serves only the API and the probes. "" serves none.
+	OpsAddr string
+	Config  gateway.Config
 	// TrustTraceparent continues the trace a client's traceparent names,
 	// for clients inside the same tracing setup; otherwise each request
 	// starts its own trace.
@@ -139,7 +146,7 @@ type System struct {
 // part fails to start, what was started is stopped again.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err error) {
 	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
-	sys = &System{URLs: map[string]string{}, log: log, stopBg: stopBg, failed: make(chan error, 1+len(cfg.Instances))}
+	sys = &System{URLs: map[string]string{}, log: log, stopBg: stopBg, failed: make(chan error, 2+len(cfg.Instances))}
 	defer func() {
 		if err != nil {
 			_ = sys.Shutdown(context.WithoutCancel(ctx))
@@ -216,8 +223,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 // (one of Identities), for tools and tests that play it.
 func (s *System) Credentials(identity string) broker.Credentials { return s.creds[identity] }
 
-// attach connects u to NATS as identity and opens the registry over that
-// connection, with a watcher of it.
+// attach connects u to NATS as identity; opens the registry over that
+// connection, with a watcher of it; makes u's key, whose proofs say that a
+// request comes from identity, and publishes it; and follows every
+// process's keys, which check the proofs of requests to u.
 func (s *System) attach(ctx, bg context.Context, u *unit, identity string) (*discovery.Registry, *discovery.Watcher, error) {
 	var err error
 	if u.nc, err = s.connect(identity); err != nil {
@@ -234,6 +243,19 @@ func (s *System) attach(ctx, bg context.Context, u *unit, identity string) (*dis
 	if err != nil {
 		return nil, nil, err
 	}
+	keyBucket, err := auth.OpenKeyBucket(ctx, u.js, s.streams.Replicas)
+	if err != nil {
+		return nil, nil, err
+	}
+	if u.prover, err = auth.NewProver(identity); err != nil {
+		return nil, nil, err
+	}
+	if err := auth.PublishKey(bg, keyBucket, u.prover, s.log); err != nil {
+		return nil, nil, err
+	}
+	if u.keys, err = auth.WatchKeys(bg, keyBucket, s.log); err != nil {
+		return nil, nil, err
+	}
 	return reg, w, nil
 }
 
@@ -245,7 +267,10 @@ type unit struct {
 	name   string
 	nc     *nats.Conn // its own connection, as its own identity
 	js     jetstream.JetStream
+	prover *auth.Prover // signs the proofs of its requests to services
+	keys   *auth.KeySet // checks the proofs of requests to it
 	srv    *server.Server
+	ops    *server.Server // the gateway's operations listener
 	health *server.Health
 	reg    *discovery.Registration
 	db     *store.DB
@@ -293,7 +318,7 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 		APIKeys: func(ctx context.Context) (jetstream.KeyValue, error) {
 			return auth.OpenAPIKeys(ctx, u.js, s.streams.Replicas)
 		},
-		Client: &http.Client{Transport: traced(resilience.Upstream(watcher, resilience.DefaultConfig(), metrics), tp), Timeout: 10 * time.Second},
+		Client: &http.Client{Transport: traced(u.prover.Proving(resilience.Upstream(watcher, resilience.DefaultConfig(), metrics)), tp), Timeout: 10 * time.Second},
 	})
 	if err != nil {
 		return err
@@ -338,6 +363,12 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 	})
 	rt := s.router(name, log, u.health, metrics)
 	rt.Trace(tp, true)
+	// Every request but probes and scrapes must prove who sent it.
+	verifier := auth.NewVerifier(name, u.keys)
+	rt.Verify(func(r *http.Request) (context.Context, error) {
+		c, err := verifier.Verify(r)
+		return auth.WithCaller(r.Context(), c), err
+	})
 	parts.Routes(rt)
 	if err := s.serve(u, in.Addr, rt, log, scfg); err != nil {
 		return err
@@ -381,19 +412,37 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	})
 	metrics := telemetry.NewRegistry(gateway.Name)
 	tp := s.tracing.Provider(gateway.Name)
-	rt := s.router(gateway.Name, log, u.health, metrics)
+	// The public port: the API and the probes; what operators read is on
+	// the operations port.
+	httpMetrics := telemetry.NewHTTPMetrics(metrics)
+	rt := server.NewRouter(log, httpMetrics)
+	u.health.Routes(rt)
 	rt.Trace(tp, gc.TrustTraceparent)
+	if gc.OpsAddr != "" {
+		ops := server.NewRouter(log, httpMetrics)
+		u.health.Routes(ops)
+		s.operations(ops, metrics)
+		if u.ops, err = server.Listen(gc.OpsAddr, ops, log, scfg); err != nil {
+			return err
+		}
+		s.URLs[GatewayOpsName] = u.ops.URL()
+		go func() {
+			if err := u.ops.Serve(); err != nil {
+				s.failed <- fmt.Errorf("%s server: %w", GatewayOpsName, err)
+			}
+		}()
+	}
 
 	// Requests leave for services as every service's calls do.
 	upstream := resilience.Upstream(w, gc.Config.Upstream, metrics)
 
-	jwksClient := &http.Client{Transport: discovery.NewTransport(discovery.NewP2C(w)), Timeout: 5 * time.Second}
+	jwksClient := &http.Client{Transport: u.prover.Proving(discovery.NewTransport(discovery.NewP2C(w))), Timeout: 5 * time.Second}
 	authn, err := gateway.NewAuthenticator(bg, "http://users/.well-known/jwks.json", jwksClient, apiKeys, metrics, log)
 	if err != nil {
 		return err
 	}
 	limiter := gateway.NewRateLimiter(bg, func() int { return len(w.Instances(gateway.Name)) })
-	gw := gateway.New(gc.Config, authn, limiter, upstream, metrics, log)
+	gw := gateway.New(gc.Config, authn, limiter, upstream, u.prover, metrics, log)
 	gw.Trace(tp)
 	gw.Routes(rt)
 	if err := s.serve(u, gc.Addr, rt, log, scfg); err != nil {
@@ -419,12 +468,18 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 func (s *System) router(name string, log *slog.Logger, health *server.Health, metrics *telemetry.Registry) *server.Router {
 	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(metrics))
 	health.Routes(rt)
+	s.operations(rt, metrics)
+	return rt
+}
+
+// operations serves what operators read: metrics (open to scrapes) and the
+// recent traces.
+func (s *System) operations(rt *server.Router, metrics *telemetry.Registry) {
 	rt.HandleHTTP("GET /metrics", metrics.Handler())
 	if ring := s.tracing.Ring(); ring != nil {
 		rt.HandleHTTP("GET /debug/traces", ring.Handler())
 		rt.HandleHTTP("GET /debug/traces/{id}", ring.Handler())
 	}
-	return rt
 }
 
 // traced records a client span per call through next and passes the trace
@@ -461,6 +516,9 @@ func (s *System) Shutdown(ctx context.Context) error {
 		}
 		if u.reg != nil {
 			errs = append(errs, u.reg.Deregister(ctx))
+		}
+		if u.ops != nil {
+			errs = append(errs, u.ops.Shutdown(ctx))
 		}
 		if u.srv != nil {
 			errs = append(errs, u.srv.Shutdown(ctx))

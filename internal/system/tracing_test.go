@@ -36,10 +36,10 @@ func TestTracing(t *testing.T) {
 	var traceID string
 	found := testenv.Eventually(5*time.Second, func() bool {
 		var list struct{ Items []telemetry.TraceSummary }
-		json.Unmarshal(call(t, "GET", gw+"/debug/traces", "").body, &list)
+		json.Unmarshal(call(t, "GET", sys.URLs[GatewayOpsName]+"/debug/traces", "").body, &list)
 		for _, tr := range list.Items {
 			var got struct{ Spans []span }
-			json.Unmarshal(call(t, "GET", gw+"/debug/traces/"+tr.TraceID, "").body, &got)
+			json.Unmarshal(call(t, "GET", sys.URLs[GatewayOpsName]+"/debug/traces/"+tr.TraceID, "").body, &got)
 			for _, s := range got.Spans {
 				if s.Service == "gateway" && s.Attributes["request_id"] == rid {
 					traceID, spans = tr.TraceID, got.Spans
@@ -111,7 +111,7 @@ func TestTracing(t *testing.T) {
 
 	call(t, "GET", sys.URLs["users"]+"/metrics", "")
 	var list struct{ Items []telemetry.TraceSummary }
-	json.Unmarshal(call(t, "GET", gw+"/debug/traces", "").body, &list)
+	json.Unmarshal(call(t, "GET", sys.URLs[GatewayOpsName]+"/debug/traces", "").body, &list)
 	for _, tr := range list.Items {
 		if strings.Contains(tr.Root, "/debug/") || strings.Contains(tr.Root, "/metrics") {
 			t.Errorf("an operational request was traced: %s", tr.Root)
@@ -126,10 +126,10 @@ func TestTracing(t *testing.T) {
 	serveAs(t, registry(t, sys), gw, "echo", broken, "/api/echo/x")
 	failed := call(t, "POST", gw+"/api/echo/x", "") // not retried: one call
 	if !testenv.Eventually(5*time.Second, func() bool {
-		json.Unmarshal(call(t, "GET", gw+"/debug/traces", "").body, &list)
+		json.Unmarshal(call(t, "GET", sys.URLs[GatewayOpsName]+"/debug/traces", "").body, &list)
 		for _, tr := range list.Items {
 			var got struct{ Spans []span }
-			json.Unmarshal(call(t, "GET", gw+"/debug/traces/"+tr.TraceID, "").body, &got)
+			json.Unmarshal(call(t, "GET", sys.URLs[GatewayOpsName]+"/debug/traces/"+tr.TraceID, "").body, &got)
 			for _, s := range got.Spans {
 				if s.Service == "gateway" && s.Kind == "client" && s.Name == "call echo" && s.Error {
 					return true
@@ -141,7 +141,7 @@ func TestTracing(t *testing.T) {
 		t.Errorf("no gateway call span marked as an error for a %d from the upstream", failed.status)
 	}
 
-	missing := call(t, "GET", gw+"/debug/traces/0af7651916cd43dd8448eb211c80319c", "")
+	missing := call(t, "GET", sys.URLs[GatewayOpsName]+"/debug/traces/0af7651916cd43dd8448eb211c80319c", "")
 	if missing.status != 404 || missing.header.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("an unknown trace: %d %s %s, want 404 problem+json", missing.status, missing.header.Get("Content-Type"), missing.body)
 	}

@@ -137,17 +137,6 @@ func TestToken(t *testing.T) {
 }
 
 func TestIdentity(t *testing.T) {
-	h := http.Header{}
-	h.Set("X-Souk-Role", "admin") // a stale value SetHeaders must replace
-	Identity{UserID: "u1", Role: RoleCustomer, Method: "jwt"}.SetHeaders(h)
-	r := &http.Request{Header: h}
-	if id := FromRequest(r); id != (Identity{UserID: "u1", Role: RoleCustomer, Method: "jwt"}) {
-		t.Fatalf("round trip: %+v", id)
-	}
-	Identity{}.SetHeaders(h)
-	if len(h) != 0 {
-		t.Fatalf("the anonymous identity left headers: %v", h)
-	}
 	for _, name := range []string{"X-Souk-User-Id", "x-souk-role", "X-SOUK-ANYTHING"} {
 		if !IsIdentityHeader(name) {
 			t.Errorf("%s is not an identity header", name)
@@ -175,4 +164,95 @@ func TestIdentity(t *testing.T) {
 			t.Errorf("%s: %v, want %q", c.name, c.err, c.want)
 		}
 	}
+}
+
+// TestProof: a service believes a request's sender, and the user it
+// carries, from a valid proof only.
+func TestProof(t *testing.T) {
+	gw, _ := NewProver(GatewayIdentity)
+	orders, _ := NewProver("orders")
+	keys := NewKeySet(nil)
+	keys.Put(gw.KeyID(), gw.PublicKey())
+	keys.Put(orders.KeyID(), orders.PublicKey())
+	ada := Identity{UserID: "u1", Role: RoleCustomer, Method: "jwt"}
+	request := func(proof string) *http.Request {
+		r, _ := http.NewRequest("GET", "http://catalog/products", nil)
+		if proof != "" {
+			r.Header.Set(HeaderProof, proof)
+		}
+		return r
+	}
+	prove := func(p *Prover, aud string, id Identity) string {
+		raw, err := p.Prove(aud, id, "192.0.2.7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	// sign makes a proof with p's key and any claims, as an attacker with
+	// that key would.
+	sign := func(p *Prover, kid string, c proofClaims) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+		tok.Header["kid"] = kid
+		raw, _ := tok.SignedString(p.key)
+		return raw
+	}
+	now := time.Now()
+	claims := func(iss, aud, sub, role string, exp time.Time) proofClaims {
+		return proofClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: iss, Audience: jwt.ClaimStrings{aud}, Subject: sub,
+			IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(exp)}, Role: role}
+	}
+	good := prove(gw, "catalog", ada)
+	v := NewVerifier("catalog", keys)
+	c, err := v.Verify(request(good))
+	if err != nil || c != (Caller{Sender: GatewayIdentity, Identity: ada, Addr: "192.0.2.7"}) {
+		t.Fatalf("a good proof: %+v, %v", c, err)
+	}
+	if again := prove(gw, "catalog", ada); again != good {
+		t.Error("a proof was signed again within its cache life")
+	}
+	if c, err := v.Verify(request(prove(orders, "catalog", Identity{}))); err != nil || c.Sender != "orders" || !c.Anonymous() {
+		t.Fatalf("a service's own proof: %+v, %v", c, err)
+	}
+	stranger, _ := NewProver(GatewayIdentity) // a key no bucket holds
+	for name, proof := range map[string]string{
+		"none":                           "",
+		"for another service":            prove(gw, "users", ada),
+		"an unknown key":                 prove(stranger, "catalog", ada),
+		"tampered":                       good[:len(good)-4] + "AAAA",
+		"expired":                        sign(gw, gw.KeyID(), claims(GatewayIdentity, "catalog", "u1", RoleCustomer, now.Add(-time.Minute))),
+		"orders' key signing as gateway": sign(orders, orders.KeyID(), claims(GatewayIdentity, "catalog", "u1", RoleAdmin, now.Add(time.Minute))),
+		"orders' key, gateway's kid":     sign(orders, gw.KeyID(), claims(GatewayIdentity, "catalog", "u1", RoleAdmin, now.Add(time.Minute))),
+		"a service's proof with a user":  sign(orders, orders.KeyID(), claims("orders", "catalog", "u1", RoleAdmin, now.Add(time.Minute))),
+		"an unknown role":                sign(gw, gw.KeyID(), claims(GatewayIdentity, "catalog", "u1", "root", now.Add(time.Minute))),
+		"a user's access token":          mustSign(t),
+	} {
+		if c, err := v.Verify(request(proof)); err == nil || problem.CodeOf(err) != problem.Unauthorized {
+			t.Errorf("%s: %+v, %v; want 401", name, c, err)
+		}
+	}
+
+	// A key published a moment ago, not yet seen, is asked for.
+	fresh, _ := NewProver("payments")
+	asked := 0
+	fetching := NewKeySet(func(kid string) ([]byte, error) {
+		asked++
+		if kid != fresh.KeyID() {
+			return nil, errors.New("no such key")
+		}
+		return fresh.PublicKey(), nil
+	})
+	if _, err := NewVerifier("catalog", fetching).Verify(request(prove(fresh, "catalog", Identity{}))); err != nil || asked != 1 {
+		t.Fatalf("a key not seen yet: %v after %d fetches", err, asked)
+	}
+}
+
+// mustSign is a user's access token, which is no proof.
+func mustSign(t *testing.T) string {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	tok, err := SigningKey{ID: "k1", Private: priv}.Sign("u1", RoleAdmin, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

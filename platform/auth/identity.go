@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"net/http"
 	"strings"
 
 	"github.com/souk-shop/souk/platform/problem"
@@ -12,19 +11,6 @@ const (
 	RoleCustomer = "customer"
 	RoleAdmin    = "admin"
 )
-
-// The headers in which the gateway passes the identity it verified. The
-// gateway removes them from every client request before it sets them, so a
-// service behind it can trust them; services must not be reachable except
-// through the gateway (or another service).
-const (
-	HeaderUserID = "X-Souk-User-Id"
-	HeaderRole   = "X-Souk-Role"
-	HeaderAuth   = "X-Souk-Auth" // how the caller proved it: "jwt" or "api-key"
-)
-
-// IdentityHeaders are every header that carries identity.
-var IdentityHeaders = []string{HeaderUserID, HeaderRole, HeaderAuth}
 
 // Identity is who is calling.
 type Identity struct {
@@ -42,33 +28,9 @@ func (id Identity) Anonymous() bool { return id.UserID == "" }
 // IsAdmin reports whether the caller is an admin.
 func (id Identity) IsAdmin() bool { return id.Role == RoleAdmin }
 
-// FromRequest reads the identity the gateway set.
-func FromRequest(r *http.Request) Identity {
-	return Identity{
-		UserID: r.Header.Get(HeaderUserID),
-		Role:   r.Header.Get(HeaderRole),
-		Method: r.Header.Get(HeaderAuth),
-	}
-}
-
-// SetHeaders writes id into h, replacing whatever was there.
-func (id Identity) SetHeaders(h http.Header) {
-	// The names are canonical: map operations, not Set and Del, which
-	// canonicalize each again.
-	for _, k := range IdentityHeaders {
-		delete(h, k)
-	}
-	if id.Anonymous() {
-		return
-	}
-	h[HeaderUserID] = []string{id.UserID}
-	h[HeaderRole] = []string{id.Role}
-	h[HeaderAuth] = []string{id.Method}
-}
-
 // IsIdentityHeader reports whether a header of this name is one only the
-// gateway may set: any X-Souk-* header, whatever its case. The gateway
-// passes none on from a client.
+// gateway and the services may set (HeaderProof among them): any X-Souk-*
+// header, whatever its case. The gateway passes none on from a client.
 func IsIdentityHeader(name string) bool {
 	return len(name) >= len(headerPrefix) && strings.EqualFold(name[:len(headerPrefix)], headerPrefix)
 }

@@ -39,6 +39,9 @@ type Router struct {
 	// trustParent continues the trace a request's traceparent names;
 	// otherwise every request starts a trace.
 	trustParent bool
+	// verify, if set, checks who sent each request but the probes' and
+	// scrapes'; its context goes on to the handler.
+	verify func(*http.Request) (context.Context, error)
 }
 
 // NewRouter returns an empty router that logs to log and records metrics in m.
@@ -51,6 +54,22 @@ func NewRouter(log *slog.Logger, m *telemetry.HTTPMetrics) *Router {
 // gateway), or starting one (the gateway, unless told to trust clients).
 func (rt *Router) Trace(tp trace.TracerProvider, trustParent bool) {
 	rt.tracer, rt.trustParent = tp.Tracer("souk/server"), trustParent
+}
+
+// Verify makes the router check every request but those of probes and
+// scrapes (/healthz, /readyz, /metrics) with verify before any route
+// runs: its error is the answer (a 401, say); its context, carrying who
+// sent the request, is the handler's.
+func (rt *Router) Verify(verify func(*http.Request) (context.Context, error)) { rt.verify = verify }
+
+// probe reports whether path is one that probes and scrapes reach with
+// no proof of who they are.
+func probe(path string) bool {
+	switch path {
+	case "/healthz", "/readyz", "/metrics":
+		return true
+	}
+	return false
 }
 
 // Handle registers h for pattern (an http.ServeMux pattern such as "GET /users/{id}").
@@ -146,6 +165,14 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"remote", r.RemoteAddr)
 		}
 	}()
+	if rt.verify != nil && !probe(r.URL.Path) {
+		vctx, err := rt.verify(r)
+		if err != nil {
+			rt.fail(rec, r, err)
+			return
+		}
+		r = r.WithContext(vctx)
+	}
 	rt.mux.ServeHTTP(rec, r)
 }
 

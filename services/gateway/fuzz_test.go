@@ -31,6 +31,18 @@ type fixture struct {
 	upstream *recorder
 	token    string // valid, for user u1, customer
 	apiKey   string // valid, for user u2, admin
+	keys     *auth.KeySet
+}
+
+// caller is who the proof of a request that reached a service says sent
+// it, as the service would verify it.
+func (fx *fixture) caller(t testing.TB, up *http.Request) auth.Caller {
+	t.Helper()
+	c, err := auth.NewVerifier(up.URL.Host, fx.keys).Verify(up)
+	if err != nil {
+		t.Fatalf("the request to %s carries no valid proof: %v", up.URL, err)
+	}
+	return c
 }
 
 // recorder keeps the requests that reach it and answers them with
@@ -105,13 +117,19 @@ func newFixtureTraced(t testing.TB, cfg Config, tp trace.TracerProvider) *fixtur
 	log := slog.New(slog.DiscardHandler)
 	rec := &recorder{}
 	rt := server.NewRouter(log, telemetry.NewHTTPMetrics(prometheus.NewRegistry()))
-	g := New(cfg, a, NewRateLimiter(t.Context(), func() int { return 1 }), rec, prometheus.NewRegistry(), log)
+	prover, err := auth.NewProver(auth.GatewayIdentity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := auth.NewKeySet(nil)
+	keys.Put(prover.KeyID(), prover.PublicKey())
+	g := New(cfg, a, NewRateLimiter(t.Context(), func() int { return 1 }), rec, prover, prometheus.NewRegistry(), log)
 	if tp != nil {
 		rt.Trace(tp, false)
 		g.Trace(tp)
 	}
 	g.Routes(rt)
-	return &fixture{router: rt, authn: a, upstream: rec, token: token, apiKey: apiKey}
+	return &fixture{router: rt, authn: a, upstream: rec, token: token, apiKey: apiKey, keys: keys}
 }
 
 // FuzzRouting sends arbitrary request lines through the gateway and checks
@@ -138,7 +156,7 @@ func FuzzRouting(f *testing.F) {
 		rec := httptest.NewRecorder()
 		fx.router.ServeHTTP(rec, req)
 		for _, up := range fx.upstream.take() {
-			if id := up.Header.Get(auth.HeaderUserID); id != "" {
+			if id := fx.caller(t, up).UserID; id != "" {
 				t.Fatalf("%q: an anonymous request reached %s as user %q", line, up.URL, id)
 			}
 			p := up.URL.Path
@@ -254,7 +272,7 @@ func TestFixtureRoutes(t *testing.T) {
 		if rec.Code != c.status {
 			t.Fatalf("%s with %.20q: %d", c.path, c.cred, rec.Code)
 		}
-		if c.status == 200 && (len(ups) != 1 || ups[0].Header.Get(auth.HeaderUserID) != c.user) {
+		if c.status == 200 && (len(ups) != 1 || fx.caller(t, ups[0]).UserID != c.user) {
 			t.Fatalf("%s: upstream requests %v", c.path, ups)
 		}
 	}

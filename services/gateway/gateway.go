@@ -48,6 +48,7 @@ type Gateway struct {
 	log       *slog.Logger
 	limited   *prometheus.CounterVec
 	transport http.RoundTripper
+	prover    *auth.Prover
 	routes    []*route
 }
 
@@ -60,11 +61,12 @@ type route struct {
 
 // New returns a gateway for cfg that authenticates with authn, limits
 // rates with limiter and sends requests through transport, which resolves
-// service names (http://users/…) to instances.
-func New(cfg Config, authn *Authenticator, limiter *RateLimiter, transport http.RoundTripper, reg prometheus.Registerer, log *slog.Logger) *Gateway {
+// service names (http://users/…) to instances, each with a proof of the
+// verified caller signed by prover.
+func New(cfg Config, authn *Authenticator, limiter *RateLimiter, transport http.RoundTripper, prover *auth.Prover, reg prometheus.Registerer, log *slog.Logger) *Gateway {
 	g := &Gateway{
 		tracer: noop.NewTracerProvider().Tracer(""),
-		cfg:    cfg, auth: authn, limiter: limiter, log: log, transport: transport,
+		cfg:    cfg, auth: authn, limiter: limiter, log: log, transport: transport, prover: prover,
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_gateway_rate_limited_total", Help: "Requests refused with 429, by route and by which limit.",
 		}, []string{"route", "by"}),

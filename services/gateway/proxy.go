@@ -45,7 +45,12 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	out.Host, out.RequestURI = "", ""
 	out.Close = false // the client's connection, not the service's
-	out.Header = upstreamHeader(ctx, r, id)
+	proof, err := g.prover.Prove(rt.Service, id, clientIP(r))
+	if err != nil {
+		g.proxyError(w, out, err)
+		return
+	}
+	out.Header = upstreamHeader(ctx, r, proof)
 	switch {
 	case r.ContentLength == 0:
 		out.Body = nil // so that the request may be sent again on a fresh connection
@@ -105,8 +110,10 @@ func (g *Gateway) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 }
 
 // upstreamHeader returns the headers for the service: the client's, less
-// those below, plus the gateway's own, which no client can set or unset.
-func upstreamHeader(ctx context.Context, r *http.Request, id auth.Identity) http.Header {
+// those below, plus the gateway's own, which no client can set or unset:
+// the proof of the verified caller (the only thing a service believes of
+// who sent a request), the request id, the deadline and the trace.
+func upstreamHeader(ctx context.Context, r *http.Request, proof string) http.Header {
 	h := make(http.Header, len(r.Header)+8)
 	named := connectionNamed(r.Header["Connection"])
 	for k, vs := range r.Header {
@@ -123,7 +130,7 @@ func upstreamHeader(ctx context.Context, r *http.Request, id auth.Identity) http
 	h["X-Forwarded-For"] = []string{clientIP(r)}
 	h["X-Forwarded-Host"] = []string{r.Host}
 	h["X-Forwarded-Proto"] = []string{proto}
-	id.SetHeaders(h)
+	h[auth.HeaderProof] = []string{proof}
 	h[server.HeaderRequestID] = []string{telemetry.RequestID(ctx)}
 	telemetry.InjectHTTP(ctx, h) // the span of this call
 	if dl, ok := ctx.Deadline(); ok {

@@ -58,14 +58,15 @@ func TestForwardRequest(t *testing.T) {
 		"X-Forwarded-For":   "192.0.2.7",
 		"X-Forwarded-Host":  "example.com",
 		"X-Forwarded-Proto": "http",
-		auth.HeaderUserID:   "u1",
-		auth.HeaderRole:     auth.RoleCustomer,
-		auth.HeaderAuth:     "jwt",
 	}
 	for k, v := range want {
 		if got := up.Header.Values(k); len(got) != 1 || got[0] != v {
 			t.Errorf("%s: %q, want %q", k, got, v)
 		}
+	}
+	// Who sent it, the service learns from the gateway's proof alone.
+	if c := fx.caller(t, up); c != (auth.Caller{Sender: auth.GatewayIdentity, Identity: auth.Identity{UserID: "u1", Role: auth.RoleCustomer, Method: "jwt"}, Addr: "192.0.2.7"}) {
+		t.Errorf("the proof says %+v", c)
 	}
 	for _, k := range []string{"Authorization", "Connection", "X-Private", "Keep-Alive", "Te", "Upgrade", "Http2-Settings",
 		"Proxy-Connection", "Forwarded", "x-souk-role"} {

@@ -168,12 +168,12 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// clientAddr is the client's address as the gateway saw it (the gateway
-// replaces any X-Forwarded-For a client sends), or the peer's.
+// clientAddr is the client's address as the gateway saw it, from the
+// gateway's signed proof: never a header anyone could send
+// (X-Forwarded-For), or else the peer's.
 func clientAddr(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		first, _, _ := strings.Cut(xff, ",")
-		return strings.TrimSpace(first)
+	if addr := auth.CallerOf(r).Addr; addr != "" {
+		return addr
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
