@@ -71,7 +71,7 @@ const clockSkew = 5 * time.Second
 // later of the store's TTL and the order's own deadline, so that no live
 // order loses its stock whatever the two services are told.
 func (s *Store) reserve(ctx context.Context, tx *sql.Tx, d saga.OrderPlacedData) error {
-	status, err := reservationStatus(ctx, tx, d.OrderID)
+	status, err := s.reservationStatus(ctx, tx, d.OrderID)
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, d saga.OrderPlacedData)
 
 // commit handles StockCommitRequested: the reserved items are sold.
 func (s *Store) commit(ctx context.Context, tx *sql.Tx, d saga.OrderRef) error {
-	status, err := reservationStatus(ctx, tx, d.OrderID)
+	status, err := s.reservationStatus(ctx, tx, d.OrderID)
 	if err != nil {
 		return err
 	}
@@ -152,7 +152,7 @@ func (s *Store) commit(ctx context.Context, tx *sql.Tx, d saga.OrderRef) error {
 // stock becomes available again, sold stock is put back, and a
 // reservation that never came is tombstoned so that it cannot come later.
 func (s *Store) release(ctx context.Context, tx *sql.Tx, d saga.OrderRef, final string) error {
-	status, err := reservationStatus(ctx, tx, d.OrderID)
+	status, err := s.reservationStatus(ctx, tx, d.OrderID)
 	if err != nil {
 		return err
 	}
@@ -204,13 +204,18 @@ func (s *Store) ExpireReservations(ctx context.Context, limit int) (int, error) 
 	rows.Close()
 	for _, id := range ids {
 		err := s.outbox.Do(ctx, func(tx *sql.Tx) error {
-			// Checked again inside the transaction: a commit may have won.
-			var status string
+			// Checked again inside the transaction, with the reservation
+			// held: a commit may have won, and a committed sale is not
+			// expired (release would restock it).
+			status, err := s.reservationStatus(ctx, tx, id)
+			if err != nil || status != Reserved {
+				return err
+			}
 			var expires time.Time
-			if err := tx.QueryRowContext(ctx, `SELECT status, expires_at FROM reservations WHERE order_id = $1`, id).Scan(&status, &expires); err != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT expires_at FROM reservations WHERE order_id = $1`, id).Scan(&expires); err != nil {
 				return fmt.Errorf("get reservation of %s: %w", id, err)
 			}
-			if status != Reserved || !expires.Before(now()) {
+			if !expires.Before(now()) {
 				return nil
 			}
 			return s.release(ctx, tx, saga.OrderRef{OrderID: id}, Expired)
@@ -247,13 +252,26 @@ func (s *Store) move(ctx context.Context, tx *sql.Tx, orderID, set string) error
 	return nil
 }
 
-func reservationStatus(ctx context.Context, tx *sql.Tx, orderID string) (string, error) {
+// reservationStatus reads an order's reservation, "" if it has none, and
+// holds it for tx: every change of a reservation decides from its status
+// and moves stock by it, so two of them at once (a commit and a release
+// from two consumers, the expiry sweep) must take turns, or both move the
+// stock. SQLite's transactions take turns anyway; on PostgreSQL the row
+// is locked.
+func (s *Store) reservationStatus(ctx context.Context, tx *sql.Tx, orderID string) (string, error) {
+	q := `SELECT status FROM reservations WHERE order_id = $1`
+	if s.db.Dialect == store.Postgres {
+		q += ` FOR UPDATE`
+	}
 	var status string
-	err := tx.QueryRowContext(ctx, `SELECT status FROM reservations WHERE order_id = $1`, orderID).Scan(&status)
+	err := tx.QueryRowContext(ctx, q, orderID).Scan(&status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
-	return status, err
+	if err != nil {
+		return "", fmt.Errorf("reservation of %s: %w", orderID, err)
+	}
+	return status, nil
 }
 
 func insertReservation(ctx context.Context, tx *sql.Tx, orderID, status string, expires, t time.Time) error {

@@ -115,6 +115,54 @@ func TestStore(t *testing.T) {
 			}
 		})
 
+		t.Run("a commit and a release at once move the stock once", func(t *testing.T) {
+			// On PostgreSQL consumers run side by side: a commit and a
+			// release (or the expiry sweep) may reach one reservation at once.
+			// The release starts while the commit's transaction is open, and
+			// must decide from what the commit left, not from what was before.
+			if _, err := st.SetAvailable(ctx, vase, stock(vase).Available+10); err != nil {
+				t.Fatal(err)
+			}
+			o, other := server.NewID(), server.NewID() // other keeps stock reserved, above the table's floor of zero
+			for _, id := range []string{o, other} {
+				in(func(tx *sql.Tx) error {
+					return st.reserve(ctx, tx, placed(id, time.Now(), saga.Item{ProductID: vase, Quantity: 2}))
+				})
+			}
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.commit(ctx, tx, saga.OrderRef{OrderID: o}); err != nil {
+				t.Fatal(err)
+			}
+			released := make(chan error, 1)
+			go func() {
+				released <- db.InTx(ctx, func(tx *sql.Tx) error { return st.release(ctx, tx, saga.OrderRef{OrderID: o}, Released) })
+			}()
+			time.Sleep(200 * time.Millisecond) // the release is waiting now
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-released; err != nil {
+				t.Fatal(err)
+			}
+			s := stock(vase)
+			var received, held int64
+			if err := db.QueryRowContext(ctx, `SELECT received FROM stock WHERE product_id = $1`, vase).Scan(&received); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.QueryRowContext(ctx, `SELECT COALESCE(SUM(i.quantity), 0) FROM reservation_items i
+				JOIN reservations r ON r.order_id = i.order_id WHERE r.status = 'reserved' AND i.product_id = $1`, vase).Scan(&held); err != nil {
+				t.Fatal(err)
+			}
+			if s.Reserved != held || held != 2 || s.Available+s.Reserved+s.Sold != received {
+				t.Fatalf("a commit and a release at once: %+v, received %d, open reservations hold %d; want 2 reserved, what they hold, and the stock adding up",
+					s, received, held)
+			}
+			in(func(tx *sql.Tx) error { return st.release(ctx, tx, saga.OrderRef{OrderID: other}, Released) })
+		})
+
 		t.Run("a reservation lasts its TTL, and at least until its order's deadline", func(t *testing.T) {
 			short := NewStore(db, events.NewOutbox(db), time.Millisecond)
 			early, patient := server.NewID(), server.NewID()
