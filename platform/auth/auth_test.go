@@ -256,3 +256,42 @@ func mustSign(t *testing.T) string {
 	}
 	return tok
 }
+
+// BenchmarkProof measures what proofs cost: the gateway's, made or taken
+// from the cache, and the service's check, made or cached.
+func BenchmarkProof(b *testing.B) {
+	gw, _ := NewProver(GatewayIdentity)
+	keys := NewKeySet(nil)
+	keys.Put(gw.KeyID(), gw.PublicKey())
+	ada := Identity{UserID: "0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d", Role: RoleCustomer, Method: "jwt"}
+	b.Run("prove/cached", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			gw.Prove("catalog", ada, "192.0.2.7")
+		}
+	})
+	b.Run("prove/signed", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(gw.cache)
+			gw.Prove("catalog", ada, "192.0.2.7")
+		}
+	})
+	raw, _ := gw.Prove("catalog", ada, "192.0.2.7")
+	r, _ := http.NewRequest("GET", "http://catalog/products", nil)
+	r.Header.Set(HeaderProof, raw)
+	v := NewVerifier("catalog", keys)
+	b.Run("verify/cached", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			v.Verify(r)
+		}
+	})
+	b.Run("verify/checked", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(v.cache)
+			v.Verify(r)
+		}
+	})
+}
