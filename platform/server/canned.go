@@ -33,11 +33,14 @@ func (l problemListener) Accept() (net.Conn, error) {
 	return &problemConn{Conn: c}, nil
 }
 
-type problemConn struct{ net.Conn }
+type problemConn struct {
+	net.Conn
+	hsts string // Strict-Transport-Security for the answers, over TLS
+}
 
 func (c *problemConn) Write(p []byte) (int, error) {
 	if status, detail, ok := parseCanned(p); ok {
-		if _, err := c.Conn.Write(cannedProblem(status, detail)); err != nil {
+		if _, err := c.Conn.Write(cannedProblem(status, detail, c.hsts)); err != nil {
 			return 0, err
 		}
 		return len(p), nil
@@ -73,7 +76,7 @@ func parseCanned(p []byte) (status int, detail string, ok bool) {
 	return status, string(body), true
 }
 
-func cannedProblem(status int, text string) []byte {
+func cannedProblem(status int, text, hsts string) []byte {
 	// The text repeats the status line: "400 Bad Request: missing required
 	// Host header". What follows the status is the detail.
 	_, detail, _ := strings.Cut(text, ": ")
@@ -87,12 +90,21 @@ func cannedProblem(status int, text string) []byte {
 	if detail == "" {
 		detail = "the request is malformed"
 	}
+	return problemAnswer(status, code, detail, hsts)
+}
+
+// problemAnswer is a whole HTTP/1.1 answer, problem+json, that closes the
+// connection; with Strict-Transport-Security if hsts is not empty.
+func problemAnswer(status int, code problem.Code, detail, hsts string) []byte {
 	body, _ := json.Marshal(problem.Body{
 		Type: "about:blank", Title: http.StatusText(status), Status: status, Detail: detail, Code: code,
 	})
 	var b bytes.Buffer
 	b.WriteString("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n")
 	b.WriteString("Content-Type: application/problem+json\r\nX-Content-Type-Options: nosniff\r\n")
+	if hsts != "" {
+		b.WriteString("Strict-Transport-Security: " + hsts + "\r\n")
+	}
 	b.WriteString("Content-Length: " + strconv.Itoa(len(body)+1) + "\r\nConnection: close\r\n\r\n")
 	b.Write(body)
 	b.WriteByte('\n')

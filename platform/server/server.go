@@ -41,6 +41,7 @@ type Server struct {
 	srv      *http.Server
 	ln       net.Listener
 	shutdown time.Duration
+	scheme   string // http, or https from ListenTLS
 }
 
 // Listen binds addr (host:port; port 0 picks a free one) and returns a
@@ -50,9 +51,14 @@ func Listen(addr string, h http.Handler, log *slog.Logger, cfg Config) (*Server,
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	return newServer(problemListener{ln}, h, log, cfg), nil
+}
+
+func newServer(ln net.Listener, h http.Handler, log *slog.Logger, cfg Config) *Server {
 	return &Server{
-		ln:       problemListener{ln},
+		ln:       ln,
 		shutdown: cfg.ShutdownTimeout,
+		scheme:   "http",
 		srv: &http.Server{
 			Handler:           h,
 			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -62,14 +68,14 @@ func Listen(addr string, h http.Handler, log *slog.Logger, cfg Config) (*Server,
 			MaxHeaderBytes:    cfg.MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},
-	}, nil
+	}
 }
 
 // Addr is the address the server listens on, with the real port.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// URL is http://Addr.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+// URL is http://Addr, or https://Addr for a server from ListenTLS.
+func (s *Server) URL() string { return s.scheme + "://" + s.Addr() }
 
 // Serve serves until Shutdown; it returns nil after a graceful shutdown.
 func (s *Server) Serve() error {
