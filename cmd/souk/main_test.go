@@ -168,17 +168,17 @@ func send(t *testing.T, method, url, body string, headers ...string) (int, http.
 	return resp.StatusCode, resp.Header, b
 }
 
-// up runs `souk up` with its data in dir and every server on a free port,
-// calls while with the addresses it printed, then stops it as Ctrl-C
+// up runs `souk up` with its data in dir, every server on a free port and
+// args, calls while with the addresses it printed, then stops it as Ctrl-C
 // would. It returns what souk up printed before "Try:", and the addresses.
-func up(t *testing.T, dir string, while func(urls map[string]string)) ([]string, map[string]string) {
+func up(t *testing.T, dir string, while func(urls map[string]string), args ...string) ([]string, map[string]string) {
 	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	pr, pw := io.Pipe()
 	exit := make(chan int, 1)
 	go func() {
-		exit <- run(ctx, append([]string{"up", "--data", dir}, freePorts()...), noEnv, pw, t.Output())
+		exit <- run(ctx, append(append([]string{"up", "--data", dir}, freePorts()...), args...), noEnv, pw, t.Output())
 		pw.Close()
 	}()
 	lines := bufio.NewScanner(pr)

@@ -128,6 +128,8 @@ type upCmd struct {
 	GatewayConfig string            `help:"Gateway routes, policies and limits, YAML or JSON (default: the built-in services/gateway/default.yaml)." type:"existingfile"`
 	CORSOrigins   []string          `name:"cors-origins" help:"Gateway: origins whose pages may call every route without CORS settings of its own (a storefront served elsewhere, e.g. http://localhost:5173); comma-separated."`
 	TraceSample   float64           `default:"1" help:"The share of requests traced (0 to 1); souk up keeps them all, for /debug/traces."`
+	TLS           bool              `name:"tls" help:"Serve the gateway over HTTPS (HTTP/2 and HTTP/1.1) with a certificate for localhost from a local CA that souk up makes in <data>/tls at first start and keeps; it prints how to trust the CA."`
+	HSTSMaxAge    time.Duration     `name:"hsts-max-age" default:"5m" help:"With --tls: how long browsers are told to use only HTTPS with localhost (Strict-Transport-Security), on every port of it; 0 for not at all."`
 	Services      system.Services   `embed:""`
 	traceFlags    `embed:""`
 }
@@ -158,6 +160,9 @@ type serveCmd struct {
 	DebugAddr        string          `help:"Serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default."`
 	TraceSample      float64         `default:"0.05" help:"The share of new traces recorded (0 to 1); requests in a sampled trace are always recorded."`
 	TrustTraceparent bool            `help:"Gateway: continue the trace a client's traceparent names (for clients inside your tracing), instead of starting one."`
+	TLSCert          string          `name:"tls-cert" placeholder:"FILE" help:"Gateway: serve HTTPS (HTTP/2 and HTTP/1.1) with this certificate chain, PEM, the server's first; read again whenever it changes. Needs --tls-key."`
+	TLSKey           string          `name:"tls-key" placeholder:"FILE" help:"Gateway: the private key (PEM) of --tls-cert; read again whenever it changes."`
+	HSTSMaxAge       time.Duration   `name:"hsts-max-age" default:"8760h" help:"Gateway, with --tls-cert: how long browsers are told to reach this host over HTTPS only (Strict-Transport-Security); 0 for not at all."`
 	Services         system.Services `embed:""`
 	traceFlags       `embed:""`
 }
@@ -291,12 +296,16 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 		}
 		return system.DefaultAddr(name)
 	}
+	ltls, err := u.localTLS(log)
+	if err != nil {
+		return err
+	}
 	cfg := system.Config{
 		NATSListen: u.NATSListen,
 		DataDir:    u.Data,
 		Services:   u.Services,
 		Tracing:    u.traceFlags.config(getenv, u.TraceSample),
-		Gateway:    &system.GatewayConfig{Addr: addr(system.GatewayName), OpsAddr: addr(system.GatewayOpsName), Config: gw},
+		Gateway:    &system.GatewayConfig{Addr: addr(system.GatewayName), OpsAddr: addr(system.GatewayOpsName), Config: gw, TLS: ltls.config()},
 		Server:     server.DefaultConfig(),
 	}
 	for _, name := range system.ServiceNames() {
@@ -319,10 +328,11 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	ltls.print(stdout, sys.URLs[system.GatewayName])
 	for _, n := range sys.Notices {
 		fmt.Fprintln(stdout, n)
 	}
-	fmt.Fprintln(stdout, "Try: curl -s -XPOST "+sys.URLs[system.GatewayName]+`/api/auth/register -H 'Content-Type: application/json' -d '{"name":"Ada","email":"ada@example.com","password":"correct horse battery"}'`)
+	fmt.Fprintln(stdout, "Try: curl -s"+ltls.curlFlag()+" -XPOST "+sys.URLs[system.GatewayName]+`/api/auth/register -H 'Content-Type: application/json' -d '{"name":"Ada","email":"ada@example.com","password":"correct horse battery"}'`)
 	return wait(ctx, sys, stdout)
 }
 
@@ -336,6 +346,10 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 	}
 	streams := events.DefaultStreamConfig()
 	streams.Replicas = s.StreamReplicas
+	tc, err := s.gatewayTLS(log)
+	if err != nil {
+		return err
+	}
 	cfg := system.Config{NATS: s.NATS, NATSCredentials: func(string) broker.Credentials { return s.credentials() }, Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams,
 		Services: s.Services, Tracing: s.traceFlags.config(getenv, s.TraceSample), Server: server.DefaultConfig()}
 	if s.Service == system.GatewayName {
@@ -350,7 +364,7 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 		if err != nil {
 			return err
 		}
-		cfg.Gateway = &system.GatewayConfig{Addr: addr, OpsAddr: s.OpsAddr, Config: gw, TrustTraceparent: s.TrustTraceparent}
+		cfg.Gateway = &system.GatewayConfig{Addr: addr, OpsAddr: s.OpsAddr, Config: gw, TrustTraceparent: s.TrustTraceparent, TLS: tc}
 	} else {
 		db := s.DB
 		if db == "" {

@@ -111,6 +111,9 @@ type GatewayConfig struct {
 	// for clients inside the same tracing setup; otherwise each request
 	// starts its own trace.
 	TrustTraceparent bool
+	// TLS, if not nil, makes Addr serve HTTPS (HTTP/2 and HTTP/1.1) with
+	// its certificate and HSTS; the operations port stays plain HTTP.
+	TLS *server.TLS
 }
 
 // System is a running process: its broker connection, services and gateway.
@@ -370,7 +373,7 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 		return auth.WithCaller(r.Context(), c), err
 	})
 	parts.Routes(rt)
-	if err := s.serve(u, in.Addr, rt, log, scfg); err != nil {
+	if err := s.serve(u, in.Addr, rt, log, scfg, nil); err != nil {
 		return err
 	}
 	advertise, err := advertiseURL(in.Advertise, u.srv.Addr())
@@ -445,13 +448,16 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	gw := gateway.New(gc.Config, authn, limiter, upstream, u.prover, metrics, log)
 	gw.Trace(tp)
 	gw.Routes(rt)
-	if err := s.serve(u, gc.Addr, rt, log, scfg); err != nil {
+	if err := s.serve(u, gc.Addr, rt, log, scfg, gc.TLS); err != nil {
 		return err
 	}
 	// Gateways list themselves too: rate limits are split by their number.
 	advertise, err := advertiseURL("", u.srv.Addr())
 	if err != nil {
 		return err
+	}
+	if gc.TLS != nil {
+		advertise = "https" + strings.TrimPrefix(advertise, "http")
 	}
 	u.reg, err = reg.Register(bg, discovery.Instance{
 		Service: gateway.Name, ID: discovery.NewInstanceID(), URL: advertise, Started: time.Now().UTC(),
@@ -488,8 +494,15 @@ func traced(next http.RoundTripper, tp trace.TracerProvider) http.RoundTripper {
 	return &telemetry.Transport{Next: next, Tracer: tp.Tracer("souk/client")}
 }
 
-func (s *System) serve(u *unit, addr string, rt *server.Router, log *slog.Logger, scfg server.Config) error {
-	srv, err := server.Listen(addr, rt, log, scfg)
+// serve serves rt on addr, over HTTPS if tc is not nil.
+func (s *System) serve(u *unit, addr string, rt *server.Router, log *slog.Logger, scfg server.Config, tc *server.TLS) error {
+	var srv *server.Server
+	var err error
+	if tc != nil {
+		srv, err = server.ListenTLS(addr, rt, log, scfg, *tc)
+	} else {
+		srv, err = server.Listen(addr, rt, log, scfg)
+	}
 	if err != nil {
 		return err
 	}
