@@ -6,6 +6,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/souk-shop/souk/api/money"
 	"github.com/souk-shop/souk/platform/problem"
 )
@@ -28,17 +30,20 @@ func (p *Product) validate() error {
 			fields = append(fields, problem.FieldError{Field: field, Detail: msg})
 		}
 	}
-	p.Name = strings.TrimSpace(p.Name)
+	p.Name = norm.NFC.String(strings.TrimSpace(p.Name))
 	switch {
 	case p.Name == "":
 		add("name", "is required")
 	case utf8.RuneCountInString(p.Name) > 200:
 		add("name", "must be at most 200 characters")
-	case strings.IndexFunc(p.Name, unicode.IsControl) >= 0:
-		add("name", "must not contain control characters")
+	default:
+		add("name", checkText(p.Name, false))
 	}
+	p.Description = norm.NFC.String(strings.ReplaceAll(p.Description, "\r\n", "\n"))
 	if utf8.RuneCountInString(p.Description) > 4000 {
 		add("description", "must be at most 4000 characters")
+	} else {
+		add("description", checkText(p.Description, true))
 	}
 	if p.Price.Amount < 0 {
 		add("price.amount", "must not be negative")
@@ -47,6 +52,34 @@ func (p *Product) validate() error {
 		add("price.currency", "must be an ISO 4217 code of three capital letters, like EUR")
 	}
 	return problem.Fields(fields)
+}
+
+// checkText says why s may not be shown as a product's text, or "". A
+// name is one line; a description may also hold line feeds and tabs
+// (a CR LF has become a line feed). Neither may hold other control
+// characters, nor invisible format characters: bidi controls, which
+// reorder what a page shows (a name that reads "Lamp" and sorts or
+// matches as something else), zero-width spaces, and the like. The
+// zero-width joiner and non-joiner stay, which emoji sequences and some
+// scripts need. Unassigned code points, private-use characters and
+// noncharacters are refused too: nothing can show them reliably.
+func checkText(s string, multiline bool) string {
+	for _, r := range s {
+		switch {
+		case multiline && (r == '\n' || r == '\t'):
+		case r == '\u200c' || r == '\u200d':
+		case unicode.IsControl(r):
+			if multiline {
+				return "must not contain control characters but line feeds and tabs"
+			}
+			return "must not contain control characters"
+		case unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp):
+			return "must not contain bidi controls or other invisible format characters"
+		case r == utf8.RuneError, unicode.In(r, unicode.Co, unicode.Cs) || !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Z):
+			return "must not contain unassigned, private-use or invalid characters"
+		}
+	}
+	return ""
 }
 
 func isCurrency(s string) bool {

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/souk-shop/souk/api/usersv1"
@@ -20,9 +19,10 @@ import (
 // Credential, signing-key and API-key storage. Everything here lives in the
 // users service's own database.
 
-// credentials returns the password hash and role of the user with email.
-func (s *Store) credentials(ctx context.Context, email string) (id, hash, role string, err error) {
-	err = s.db.QueryRowContext(ctx, `SELECT id, password_hash, role FROM users WHERE email = $1`, email).Scan(&id, &hash, &role)
+// credentials returns the id, password hash and role of the user whose
+// email has key (emailKey), or empty strings if there is none.
+func (s *Store) credentials(ctx context.Context, key string) (id, hash, role string, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT id, password_hash, role FROM users WHERE email_key = $1`, key).Scan(&id, &hash, &role)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", "", "", nil
 	}
@@ -35,10 +35,14 @@ func (s *Store) SetRole(ctx context.Context, email, role string) error {
 	if err := auth.ValidRole(role); err != nil {
 		return problem.Field("role", err.Error())
 	}
+	key, err := emailKey(email)
+	if err != nil {
+		return err
+	}
 	return s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		var id string
-		err := tx.QueryRowContext(ctx, `UPDATE users SET role = $1, updated_at = $2 WHERE email = $3 RETURNING id`,
-			role, now(), email).Scan(&id)
+		err := tx.QueryRowContext(ctx, `UPDATE users SET role = $1, updated_at = $2 WHERE email_key = $3 RETURNING id`,
+			role, now(), key).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return problem.New(problem.NotFound, "no user with email %s", email)
 		}
@@ -54,8 +58,11 @@ func (s *Store) SetRole(ctx context.Context, email, role string) error {
 // password, which is returned, if password is empty. If it exists and
 // password is not empty, its password is set to it.
 func (s *Store) BootstrapAdmin(ctx context.Context, hasher *auth.Hasher, email, password string) (generated string, err error) {
-	email = strings.ToLower(strings.TrimSpace(email))
-	id, _, role, err := s.credentials(ctx, email)
+	key, err := emailKey(email)
+	if err != nil {
+		return "", err
+	}
+	id, _, role, err := s.credentials(ctx, key)
 	if err != nil {
 		return "", err
 	}

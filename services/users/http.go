@@ -128,8 +128,11 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 	if req.Email == nil || req.Password == nil {
 		return problem.New(problem.Invalid, "email and password are required")
 	}
-	email := strings.ToLower(strings.TrimSpace(*req.Email))
-	keys := []string{"account:" + email, "address:" + clientAddr(r)}
+	email, msg := canonicalEmail(*req.Email)
+	if msg != "" {
+		return problem.Field("email", msg)
+	}
+	keys := []string{"account:" + email.Key, "address:" + clientAddr(r)}
 	wait, err := s.store.loginBlocked(r.Context(), keys...)
 	if err != nil {
 		return err
@@ -138,7 +141,7 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second).Seconds())+1))
 		return problem.New(problem.TooManyRequests, "too many failed logins; try again in %s", wait.Round(time.Second))
 	}
-	id, hash, role, err := s.store.credentials(r.Context(), email)
+	id, hash, role, err := s.store.credentials(r.Context(), email.Key)
 	if err != nil {
 		return err
 	}

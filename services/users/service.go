@@ -82,6 +82,14 @@ func (c Config) Build(d service.Deps) (service.Parts, error) {
 		if s.apiKeys, err = d.APIKeys(ctx); err != nil {
 			return "", err
 		}
+		left, err := s.store.FillEmailKeys(ctx)
+		if err != nil {
+			return "", err
+		}
+		if len(left) > 0 {
+			d.Log.Warn("users whose email is refused now (a lookalike) or equal to an older account's in its canonical form cannot sign in until an admin changes their email",
+				"users", left)
+		}
 		if c.AdminEmail == "" {
 			return "", nil
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/souk-shop/souk/api/usersv1"
 	"github.com/souk-shop/souk/platform/events"
@@ -32,13 +33,27 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	return u, err
 }
 
+// emailKey is the key an account's email is compared by (identity.go).
+func emailKey(address string) (string, error) {
+	e, msg := canonicalEmail(address)
+	if msg != "" {
+		return "", problem.Field("email", msg)
+	}
+	return e.Key, nil
+}
+
 // Create inserts u with a password hash ("" for none: the user cannot log
-// in) and publishes UserRegistered. A taken email is a Conflict.
+// in) and publishes UserRegistered. A taken email (in its canonical form)
+// is a Conflict.
 func (s *Store) Create(ctx context.Context, u User, passwordHash string) error {
+	key, err := emailKey(u.Email)
+	if err != nil {
+		return err
+	}
 	return s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO users (`+userColumns+`, password_hash) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			u.ID, u.Name, u.Email, u.Role, u.CreatedAt, u.UpdatedAt, passwordHash)
+			`INSERT INTO users (`+userColumns+`, password_hash, email_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			u.ID, u.Name, u.Email, u.Role, u.CreatedAt, u.UpdatedAt, passwordHash, key)
 		if store.IsUniqueViolation(err) {
 			return problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
 		}
@@ -102,8 +117,12 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*User) error) (Us
 			return err
 		}
 		u.UpdatedAt = now()
-		_, err = tx.ExecContext(ctx, `UPDATE users SET name = $1, email = $2, role = $3, updated_at = $4 WHERE id = $5`,
-			u.Name, u.Email, u.Role, u.UpdatedAt, u.ID)
+		key, err := emailKey(u.Email)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE users SET name = $1, email = $2, role = $3, updated_at = $4, email_key = $5 WHERE id = $6`,
+			u.Name, u.Email, u.Role, u.UpdatedAt, key, u.ID)
 		if store.IsUniqueViolation(err) {
 			return problem.New(problem.Conflict, "a user with email %s already exists", u.Email)
 		}
@@ -133,4 +152,56 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		}
 		return nil
 	})
+}
+
+// FillEmailKeys gives every user from before email keys existed its key,
+// oldest first, and returns the ids of those that could not have one: an
+// address that is no longer accepted (a lookalike), or one equal, in its
+// canonical form, to an older account's. Those keep their rows but cannot
+// sign in until an admin gives them another email.
+func (s *Store) FillEmailKeys(ctx context.Context) (left []string, err error) {
+	after := ""
+	for {
+		rows, err := s.db.QueryContext(ctx,
+			`SELECT id, email FROM users WHERE email_key IS NULL AND id > $1 ORDER BY id LIMIT 500`, after)
+		if err != nil {
+			return left, fmt.Errorf("users without an email key: %w", err)
+		}
+		type row struct{ id, email string }
+		var batch []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.id, &r.email); err != nil {
+				rows.Close()
+				return left, err
+			}
+			batch = append(batch, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return left, err
+		}
+		if len(batch) == 0 {
+			return left, nil
+		}
+		for _, r := range batch {
+			after = r.id
+			// A key without an @ matches no address: the row is left out.
+			key := "!" + r.id
+			if e, msg := canonicalEmail(r.email); msg == "" {
+				key = e.Key
+			}
+			_, err := s.db.ExecContext(ctx, `UPDATE users SET email_key = $1 WHERE id = $2`, key, r.id)
+			if store.IsUniqueViolation(err) {
+				key = "!" + r.id
+				_, err = s.db.ExecContext(ctx, `UPDATE users SET email_key = $1 WHERE id = $2`, key, r.id)
+			}
+			if err != nil {
+				return left, fmt.Errorf("fill the email key of %s: %w", r.id, err)
+			}
+			if strings.HasPrefix(key, "!") {
+				left = append(left, r.id)
+			}
+		}
+	}
 }

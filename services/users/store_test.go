@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/souk-shop/souk/api/usersv1"
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/auth"
@@ -68,6 +70,24 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 		wantCode(t, "Create(same email)", err, problem.Conflict)
 	})
 
+	t.Run("two spellings of one address are one account", func(t *testing.T) {
+		nfc := newUser("José", norm.NFC.String("josé@example.com"))
+		if err := st.Create(ctx, nfc, ""); err != nil {
+			t.Fatal(err)
+		}
+		for _, other := range []string{norm.NFD.String("josé@example.com"), "JOSÉ@EXAMPLE.COM", "josé@Example.com"} {
+			err := st.Create(ctx, newUser("José twin", other), "")
+			wantCode(t, fmt.Sprintf("Create(%q) beside %q", other, nfc.Email), err, problem.Conflict)
+			key, _ := emailKey(other)
+			if id, _, _, _ := st.credentials(ctx, key); id != nfc.ID {
+				t.Fatalf("credentials(%q) = %q, want %s", other, id, nfc.ID)
+			}
+		}
+		if err := st.Delete(ctx, nfc.ID); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("unknown id is not found", func(t *testing.T) {
 		_, err := st.Get(ctx, server.NewID())
 		wantCode(t, "Get(unknown)", err, problem.NotFound)
@@ -107,6 +127,43 @@ func testStore(t *testing.T, st *Store, db *store.DB) {
 		}
 		if got, _ := st.Get(ctx, ada.ID); got.Name == "changed" {
 			t.Fatal("the aborted update was stored")
+		}
+	})
+
+	t.Run("rows from before email keys get theirs; the older of two equal ones keeps the address", func(t *testing.T) {
+		legacy := func(email string) string {
+			u := newUser("Legacy", email)
+			_, err := db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+				u.ID, u.Name, u.Email, u.Role, u.CreatedAt, u.UpdatedAt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return u.ID
+		}
+		older := legacy(norm.NFD.String("zoë@example.com"))
+		newer := legacy(norm.NFC.String("zoë@example.com"))
+		lookalike := legacy("\u0430dmin@example.com")
+		plain := legacy("legacy@example.com")
+		left, err := st.FillEmailKeys(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(left, []string{newer, lookalike}) {
+			t.Fatalf("left out %v, want the newer twin %s and the lookalike %s", left, newer, lookalike)
+		}
+		for email, want := range map[string]string{"zoë@example.com": older, "LEGACY@example.com": plain} {
+			key, _ := emailKey(email)
+			if id, _, _, _ := st.credentials(ctx, key); id != want {
+				t.Errorf("after filling keys, %q finds %q, want %s", email, id, want)
+			}
+		}
+		if again, err := st.FillEmailKeys(ctx); err != nil || len(again) != 0 {
+			t.Fatalf("a second FillEmailKeys = %v, %v; want nothing left to do", again, err)
+		}
+		for _, id := range []string{older, newer, lookalike, plain} {
+			if err := st.Delete(ctx, id); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 

@@ -1,10 +1,7 @@
 package users
 
 import (
-	"net/mail"
-	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/souk-shop/souk/platform/problem"
@@ -26,30 +23,23 @@ func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 func newID() string { return server.NewID() }
 
-// validate checks the fields a client sets, and normalises the email.
+// validate checks the fields a client sets, and puts the name and the
+// email in their canonical forms (identity.go).
 func (u *User) validate() error {
 	var fields []problem.FieldError
-	u.Name = strings.TrimSpace(u.Name)
-	if msg := checkName(u.Name); msg != "" {
+	name, msg := canonicalName(u.Name)
+	if msg != "" {
 		fields = append(fields, problem.FieldError{Field: "name", Detail: msg})
 	}
-	u.Email = strings.ToLower(strings.TrimSpace(u.Email))
-	if msg := checkEmail(u.Email); msg != "" {
+	e, msg := canonicalEmail(u.Email)
+	if msg != "" {
 		fields = append(fields, problem.FieldError{Field: "email", Detail: msg})
 	}
-	return problem.Fields(fields)
-}
-
-func checkName(name string) string {
-	switch {
-	case name == "":
-		return "is required"
-	case utf8.RuneCountInString(name) > 200:
-		return "must be at most 200 characters"
-	case strings.IndexFunc(name, unicode.IsControl) >= 0:
-		return "must not contain control characters"
+	if len(fields) > 0 {
+		return problem.Fields(fields)
 	}
-	return ""
+	u.Name, u.Email = name, e.Display
+	return nil
 }
 
 // checkPassword enforces a length, not a composition: long passphrases
@@ -64,16 +54,8 @@ func checkPassword(pw string) string {
 	return ""
 }
 
+// checkEmail says why email is not an address Souk accepts, or "".
 func checkEmail(email string) string {
-	if email == "" {
-		return "is required"
-	}
-	if len(email) > 254 {
-		return "must be at most 254 characters"
-	}
-	addr, err := mail.ParseAddress(email)
-	if err != nil || addr.Address != email || addr.Name != "" || !strings.Contains(email[strings.LastIndexByte(email, '@')+1:], ".") {
-		return "must be an address like ada@example.com"
-	}
-	return ""
+	_, msg := canonicalEmail(email)
+	return msg
 }
