@@ -8,12 +8,21 @@
 // connection, and an open-loop generator at a fixed rate, and reads the
 // proxy's CPU time before and after; rounds interleave the targets, and the
 // report gives the medians.
+//
+// The targets ending in -tls serve HTTPS (HTTP/1.1 over TLS 1.3, with a
+// certificate from a local CA made for the run; the load keeps its
+// connections, so handshakes are a start-up cost), and souk-full-h2 the
+// same gateway over HTTP/2, loaded by h2load instead of wrk (one stream
+// at a time per connection, as wrk's; no open-loop run). -new-conns adds a
+// run that opens a connection per request, which prices the TLS handshake.
 package main
 
 import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"flag"
@@ -41,6 +50,7 @@ import (
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/broker"
 	"github.com/souk-shop/souk/platform/discovery"
+	"github.com/souk-shop/souk/platform/localca"
 )
 
 var (
@@ -56,6 +66,14 @@ var (
 	profile  = flag.String("pprof", "", "instead of measuring, write a CPU profile of souk-full under load to this file")
 	soukEnvs = flag.String("souk-env", "", "extra environment for the Souk gateways, comma-separated KEY=VALUE (e.g. GODEBUG=schedtrace=100000000)")
 	baseline = flag.String("baseline", "", "another souk binary, measured as souk-full@baseline beside this one's souk-full (e.g. a build of the previous commit)")
+	newConns = flag.Bool("new-conns", false, "also measure with a new connection per request (wrk, 16 connections, Connection: close): what setting a connection up costs, the TLS handshake included for the -tls targets")
+)
+
+// tlsFiles are the certificate and key the TLS targets serve, and
+// clientTLS trusts their CA; made at the start of run.
+var (
+	tlsFiles  localca.Files
+	clientTLS *tls.Config
 )
 
 // backendsEnv set makes this program the backends' process: the load
@@ -89,9 +107,10 @@ func main() {
 type result struct {
 	rps64, p50c64, p99c64 float64 // req/s, ms
 	p50c1, p99c1          float64 // ms
-	olP50, olP99          float64 // ms, open loop
+	olP50, olP99          float64 // ms, open loop; -1 when not measured
 	olErrors              int
 	cpuPerReq             float64 // µs of proxy CPU per request, in the 64-connection run
+	rpsNew, cpuPerNew     float64 // with a new connection per request (-new-conns): req/s, µs of proxy CPU per request
 }
 
 func run() error {
@@ -137,15 +156,31 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	var made localca.Made
+	if tlsFiles, made, err = localca.Ensure(filepath.Join(tmp, "tls"), time.Now()); err != nil || !made.Server {
+		return fmt.Errorf("local CA: %v", err)
+	}
+	caPEM, err := os.ReadFile(tlsFiles.CACert)
+	if err != nil {
+		return err
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(caPEM)
+	clientTLS = &tls.Config{RootCAs: roots}
 
 	targets := map[string]*target{
 		"direct":      {url: "http://" + backends[0]},
-		"nginx":       {start: func(port int) (*exec.Cmd, error) { return startNginx(tmp, port, backends) }},
+		"nginx":       {start: func(port int) (*exec.Cmd, error) { return startNginx(tmp, port, backends, false) }},
+		"nginx-tls":   {start: func(port int) (*exec.Cmd, error) { return startNginx(tmp, port, backends, true) }, scheme: "https"},
 		"haproxy":     {start: func(port int) (*exec.Cmd, error) { return startHAProxy(tmp, port, backends) }},
 		"caddy":       {start: func(port int) (*exec.Cmd, error) { return startCaddy(tmp, port, backends) }},
 		"go-httputil": {start: func(port int) (*exec.Cmd, error) { return startGoProxy(port, backends) }},
 		"souk-bare":   {start: func(port int) (*exec.Cmd, error) { return startSouk(*soukBin, tmp, port, nats.ClientURL(), false, "0") }},
 		"souk-full":   {start: func(port int) (*exec.Cmd, error) { return startSouk(*soukBin, tmp, port, nats.ClientURL(), true, "0") }, token: token},
+		"souk-full-tls": {start: func(port int) (*exec.Cmd, error) { return startSoukTLS(*soukBin, tmp, port, nats.ClientURL()) },
+			token: token, scheme: "https"},
+		"souk-full-h2": {start: func(port int) (*exec.Cmd, error) { return startSoukTLS(*soukBin, tmp, port, nats.ClientURL()) },
+			token: token, scheme: "https", h2: true},
 	}
 	if *baseline != "" {
 		targets["souk-full@baseline"] = &target{start: func(port int) (*exec.Cmd, error) { return startSouk(*baseline, tmp, port, nats.ClientURL(), true, "0") }, token: token}
@@ -178,7 +213,10 @@ func run() error {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			defer stop(t.cmd)
-			t.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+			if t.scheme == "" {
+				t.scheme = "http"
+			}
+			t.url = fmt.Sprintf("%s://127.0.0.1:%d", t.scheme, port)
 		}
 		if err := waitReady(t.path(), t.token); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
@@ -202,8 +240,12 @@ func run() error {
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			fmt.Printf("round %d %-9s %8.0f req/s  c64 p50 %.2f p99 %.2f ms  c1 p50 %.3f p99 %.3f ms  open-loop p50 %.3f p99 %.3f ms (%d errors)  cpu %.1f µs/req\n",
+			fmt.Printf("round %d %-9s %8.0f req/s  c64 p50 %.2f p99 %.2f ms  c1 p50 %.3f p99 %.3f ms  open-loop p50 %.3f p99 %.3f ms (%d errors)  cpu %.1f µs/req",
 				round+1, name, r.rps64, r.p50c64, r.p99c64, r.p50c1, r.p99c1, r.olP50, r.olP99, r.olErrors, r.cpuPerReq)
+			if *newConns {
+				fmt.Printf("  new conns %.0f req/s, cpu %.1f µs/req", r.rpsNew, r.cpuPerNew)
+			}
+			fmt.Println()
 			results[name] = append(results[name], r)
 		}
 	}
@@ -212,11 +254,13 @@ func run() error {
 }
 
 type target struct {
-	name  string
-	url   string
-	token string
-	start func(port int) (*exec.Cmd, error)
-	cmd   *exec.Cmd
+	name   string
+	url    string
+	token  string
+	scheme string // http (the default) or https
+	h2     bool   // loaded over HTTP/2, by h2load
+	start  func(port int) (*exec.Cmd, error)
+	cmd    *exec.Cmd
 }
 
 // path is the URL the load goes to: the backend's own path for direct,
@@ -231,8 +275,12 @@ func (t *target) path() string {
 func (t *target) measure() (result, error) {
 	var r result
 	url := t.path()
+	load := wrk
+	if t.h2 {
+		load = h2load
+	}
 	cpu0 := t.cpu()
-	n, out, err := wrk(url, t.token, 64)
+	n, out, err := load(url, t.token, 64, false)
 	if err != nil {
 		return r, err
 	}
@@ -240,12 +288,35 @@ func (t *target) measure() (result, error) {
 		r.cpuPerReq = float64(t.cpu()-cpu0) / float64(n)
 	}
 	r.rps64, r.p50c64, r.p99c64 = out.rps, out.p50, out.p99
-	_, out1, err := wrk(url, t.token, 1)
+	_, out1, err := load(url, t.token, 1, false)
 	if err != nil {
 		return r, err
 	}
 	r.p50c1, r.p99c1 = out1.p50, out1.p99
-	r.olP50, r.olP99, r.olErrors, err = openLoop(url, t.token, *rate, *duration)
+	if *newConns && !t.h2 {
+		cpu0 := t.cpu()
+		n, out, err := wrk(url, t.token, 16, true)
+		if err != nil {
+			return r, err
+		}
+		if t.cmd != nil && n > 0 {
+			r.cpuPerNew = float64(t.cpu()-cpu0) / float64(n)
+		}
+		r.rpsNew = out.rps
+	}
+	if t.h2 {
+		r.olP50, r.olP99 = -1, -1
+		return r, nil
+	}
+	// A second at the rate first, untimed, sets the client's connections
+	// up: over TLS, a start on no connections would otherwise time a
+	// herd of handshakes, each one making the next requests late enough
+	// to need connections of their own.
+	client := &fasthttp.Client{MaxConnsPerHost: 512, NoDefaultUserAgentHeader: true, TLSConfig: clientTLS}
+	if _, _, _, err := openLoop(client, url, t.token, *rate, time.Second); err != nil {
+		return r, err
+	}
+	r.olP50, r.olP99, r.olErrors, err = openLoop(client, url, t.token, *rate, *duration)
 	return r, err
 }
 
@@ -303,11 +374,14 @@ var (
 )
 
 // wrk runs wrk pinned to the load CPU and returns the requests done and
-// the figures.
-func wrk(url, token string, conns int) (int64, wrkOut, error) {
+// the figures; with closing, each request on a new connection.
+func wrk(url, token string, conns int, closing bool) (int64, wrkOut, error) {
 	args := []string{"-c", *loadCPU, "wrk", "-t1", "-c" + strconv.Itoa(conns), "-d" + duration.String(), "--latency"}
 	if token != "" {
 		args = append(args, "-H", "Authorization: Bearer "+token)
+	}
+	if closing {
+		args = append(args, "-H", "Connection: close")
 	}
 	b, err := exec.Command("taskset", append(args, url)...).CombinedOutput()
 	if err != nil {
@@ -342,6 +416,65 @@ func wrk(url, token string, conns int) (int64, wrkOut, error) {
 	return n, o, nil
 }
 
+var (
+	h2Done   = regexp.MustCompile(`requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored`)
+	h2Status = regexp.MustCompile(`status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx`)
+	h2RPS    = regexp.MustCompile(`finished in [\d.]+m?s, ([\d.]+) req/s`)
+)
+
+// h2load runs h2load pinned to the load CPU, over HTTP/2 with one stream
+// at a time per connection (as wrk does over HTTP/1.1), and returns the
+// requests done and the figures, its latencies from its per-request log.
+func h2load(url, token string, conns int, closing bool) (int64, wrkOut, error) {
+	if closing {
+		return 0, wrkOut{}, fmt.Errorf("h2load: no connection per request")
+	}
+	logFile, err := os.CreateTemp("", "h2load-*.tsv")
+	if err != nil {
+		return 0, wrkOut{}, err
+	}
+	logFile.Close()
+	defer os.Remove(logFile.Name())
+	args := []string{"-c", *loadCPU, "h2load", "-t1", "-c" + strconv.Itoa(conns), "-m1", "-D", strconv.Itoa(max(int(duration.Seconds()), 1)),
+		"--log-file", logFile.Name()}
+	if token != "" {
+		args = append(args, "-H", "Authorization: Bearer "+token)
+	}
+	b, err := exec.Command("taskset", append(args, url)...).CombinedOutput()
+	s := string(b)
+	done, ok := h2Done.FindStringSubmatch(s), h2Status.FindStringSubmatch(s)
+	// Requests still in flight when the time is up are started, and may
+	// be answered, but are not done: only done ones count.
+	if err != nil || done == nil || ok == nil || done[1] != done[2] || done[3] != "0" || done[4] != "0" || ok[1] != "0" || ok[2] != "0" || ok[3] != "0" {
+		return 0, wrkOut{}, fmt.Errorf("h2load saw errors (%v):\n%s", err, s)
+	}
+	if !strings.Contains(s, "Application protocol: h2") {
+		return 0, wrkOut{}, fmt.Errorf("h2load did not speak HTTP/2:\n%s", s)
+	}
+	var o wrkOut
+	if m := h2RPS.FindStringSubmatch(s); m != nil {
+		o.rps, _ = strconv.ParseFloat(m[1], 64)
+	}
+	n, _ := strconv.ParseInt(done[2], 10, 64)
+	tsv, err := os.ReadFile(logFile.Name())
+	if err != nil {
+		return 0, wrkOut{}, err
+	}
+	var lat []float64 // ms
+	for line := range strings.Lines(string(tsv)) {
+		if f := strings.Fields(line); len(f) >= 3 {
+			us, _ := strconv.ParseFloat(f[2], 64)
+			lat = append(lat, us/1000)
+		}
+	}
+	if len(lat) == 0 {
+		return 0, wrkOut{}, fmt.Errorf("h2load logged no requests")
+	}
+	slices.Sort(lat)
+	o.p50, o.p99 = lat[len(lat)/2], lat[int(0.99*float64(len(lat)-1))]
+	return n, o, nil
+}
+
 // openLoop sends rate requests a second for d, each at its scheduled time
 // whether or not earlier ones have been answered, and measures latency from
 // the scheduled time, so that a stall counts against every request it
@@ -351,7 +484,7 @@ func wrk(url, token string, conns int) (int64, wrkOut, error) {
 // requests in bursts and timing the generator instead of the target.
 // fasthttp's client keeps the generator's own CPU small beside the
 // backends it shares a core with.
-func openLoop(url, token string, rate int, d time.Duration) (p50, p99 float64, errors int, err error) {
+func openLoop(client *fasthttp.Client, url, token string, rate int, d time.Duration) (p50, p99 float64, errors int, err error) {
 	interval := time.Second / time.Duration(rate)
 	total := int(d.Seconds() * float64(rate))
 	start := time.Now().Add(interval) // the first tick
@@ -360,7 +493,6 @@ func openLoop(url, token string, rate int, d time.Duration) (p50, p99 float64, e
 		return 0, 0, 0, err
 	}
 	defer ticks.Close()
-	client := &fasthttp.Client{MaxConnsPerHost: 512, NoDefaultUserAgentHeader: true}
 	lat := make([]time.Duration, total)
 	var failed atomic.Int64
 	var wg sync.WaitGroup
@@ -522,13 +654,15 @@ func freePort() (int, error) {
 }
 
 func waitReady(url, token string) error {
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS}}
+	defer client.CloseIdleConnections()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequest("GET", url, nil)
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return nil
@@ -561,16 +695,21 @@ func stop(cmd *exec.Cmd) {
 	}
 }
 
-func startNginx(dir string, port int, backends []string) (*exec.Cmd, error) {
-	conf := filepath.Join(dir, "nginx.conf")
+func startNginx(dir string, port int, backends []string, tls bool) (*exec.Cmd, error) {
+	conf := filepath.Join(dir, fmt.Sprintf("nginx-%d.conf", port))
 	var servers strings.Builder
 	for _, b := range backends {
 		fmt.Fprintf(&servers, "    server %s;\n", b)
 	}
+	listen := fmt.Sprintf("listen 127.0.0.1:%d;", port)
+	if tls {
+		listen = fmt.Sprintf("listen 127.0.0.1:%d ssl;\n    ssl_certificate %s;\n    ssl_certificate_key %s;\n    ssl_protocols TLSv1.2 TLSv1.3;",
+			port, tlsFiles.Cert, tlsFiles.Key)
+	}
 	err := os.WriteFile(conf, []byte(fmt.Sprintf(`user root;
 worker_processes 1;
 daemon off;
-pid %[1]s/nginx.pid;
+pid %[1]s/nginx-%[3]d.pid;
 error_log %[1]s/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
@@ -580,7 +719,7 @@ http {
 %[2]s    keepalive 128;
   }
   server {
-    listen 127.0.0.1:%[3]d;
+    %[4]s
     location /api/ {
       proxy_pass http://backend/;
       proxy_http_version 1.1;
@@ -588,7 +727,7 @@ http {
     }
   }
 }
-`, dir, servers.String(), port)), 0o644)
+`, dir, servers.String(), port, listen)), 0o644)
 	if err != nil {
 		return nil, err
 	}
@@ -644,7 +783,7 @@ http://127.0.0.1:%d {
 // startSouk runs the Souk gateway binary bin: bare (a public route) or full
 // (token verified, rate limits per user and address that never trigger,
 // metrics and breakers as always), tracing the given share of requests.
-func startSouk(bin, dir string, port int, natsURL string, full bool, traceSample string) (*exec.Cmd, error) {
+func startSouk(bin, dir string, port int, natsURL string, full bool, traceSample string, extra ...string) (*exec.Cmd, error) {
 	policy, limits := "public", ""
 	if full {
 		policy = "authenticated"
@@ -659,11 +798,18 @@ routes:
 		return nil, err
 	}
 	args := []string{"serve", "gateway", "--nats", natsURL,
-		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn", "--trace-sample", traceSample}
+		"--addr", fmt.Sprintf("127.0.0.1:%d", port), "--config", conf, "--log-level", "warn", "--trace-sample", traceSample,
+		"--ops-addr", ""}
+	args = append(args, extra...)
 	if full && *profile != "" {
 		args = append(args, "--debug-addr", "127.0.0.1:6061")
 	}
 	return pinned(soukEnv(), bin, args...)
+}
+
+// startSoukTLS runs souk-full serving HTTPS with the run's certificate.
+func startSoukTLS(bin, dir string, port int, natsURL string) (*exec.Cmd, error) {
+	return startSouk(bin, dir, port, natsURL, true, "0", "--tls-cert", tlsFiles.Cert, "--tls-key", tlsFiles.Key)
 }
 
 // soukEnv is the Souk gateway's environment: one core, GOGC only when
@@ -685,7 +831,7 @@ func profileUnderLoad(t *target) error {
 		return fmt.Errorf("-pprof needs the souk-full target")
 	}
 	done := make(chan error, 1)
-	go func() { _, _, err := wrk(t.path(), t.token, 64); done <- err }()
+	go func() { _, _, err := wrk(t.path(), t.token, 64, false); done <- err }()
 	time.Sleep(time.Second)
 	secs := int(duration.Seconds()) - 2
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:6061/debug/pprof/profile?seconds=%d", max(secs, 1)))
@@ -727,8 +873,16 @@ func report(names []string, results map[string][]result) {
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	fmt.Fprintf(w, "\nMedians of %d rounds, %s each.\n\n", *rounds, *duration)
-	fmt.Fprintf(w, "| target | req/s, 64 conns | × direct | p50 / p99, 64 conns | proxy CPU per request | 1 conn p50 / p99 | vs direct (1 conn) | open loop %d/s p50 / p99 |\n", *rate)
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintf(w, "| target | req/s, 64 conns | × direct | p50 / p99, 64 conns | proxy CPU per request | 1 conn p50 / p99 | vs direct (1 conn) | open loop %d/s p50 / p99 |", *rate)
+	if *newConns {
+		fmt.Fprint(w, " new connection per request: req/s, proxy CPU per request |")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
+	if *newConns {
+		fmt.Fprint(w, " --- |")
+	}
+	fmt.Fprintln(w)
 	for _, n := range names {
 		rps := col(n, func(r result) float64 { return r.rps64 })
 		p50 := col(n, func(r result) float64 { return r.p50c1 })
@@ -741,11 +895,26 @@ func report(names []string, results map[string][]result) {
 		for _, r := range results[n] {
 			errs += r.olErrors
 		}
-		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.2f / %.2f ms | %s | %.0f / %.0f µs | %+.0f / %+.0f µs | %.2f / %.2f ms%s |\n",
+		ol := "—"
+		if olP50 := col(n, func(r result) float64 { return r.olP50 }); olP50 >= 0 {
+			ol = fmt.Sprintf("%.2f / %.2f ms%s", olP50, col(n, func(r result) float64 { return r.olP99 }),
+				map[bool]string{true: fmt.Sprintf(" (%d errors)", errs), false: ""}[errs > 0])
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.2f / %.2f ms | %s | %.0f / %.0f µs | %+.0f / %+.0f µs | %s |",
 			n, rps, rps/direct,
 			col(n, func(r result) float64 { return r.p50c64 }), col(n, func(r result) float64 { return r.p99c64 }),
-			cpu, p50*1000, p99*1000, (p50-d50)*1000, (p99-d99)*1000,
-			col(n, func(r result) float64 { return r.olP50 }), col(n, func(r result) float64 { return r.olP99 }),
-			map[bool]string{true: fmt.Sprintf(" (%d errors)", errs), false: ""}[errs > 0])
+			cpu, p50*1000, p99*1000, (p50-d50)*1000, (p99-d99)*1000, ol)
+		if *newConns {
+			newCPU := "—"
+			if n != "direct" {
+				newCPU = fmt.Sprintf("%.1f µs", col(n, func(r result) float64 { return r.cpuPerNew }))
+			}
+			if rpsNew := col(n, func(r result) float64 { return r.rpsNew }); rpsNew > 0 {
+				fmt.Fprintf(w, " %.0f, %s |", rpsNew, newCPU)
+			} else {
+				fmt.Fprint(w, " — |")
+			}
+		}
+		fmt.Fprintln(w)
 	}
 }

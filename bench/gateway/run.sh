@@ -4,10 +4,10 @@
 #
 #   bench/gateway/run.sh [flags of bench/gateway, e.g. -duration 10s -rounds 5]
 #
-# Needs: wrk, nginx, haproxy, caddy (apt-get install wrk nginx haproxy caddy).
+# Needs: wrk, h2load, nginx, haproxy, caddy (apt-get install wrk nghttp2-client nginx haproxy caddy).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-for tool in wrk nginx haproxy caddy taskset; do
+for tool in wrk h2load nginx haproxy caddy taskset; do
   command -v "$tool" >/dev/null || { echo "bench: needs $tool" >&2; exit 1; }
 done
 bin=$(mktemp -d)
