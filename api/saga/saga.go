@@ -19,7 +19,7 @@ import (
 // Published by orders.
 const (
 	OrderPlaced             = "souk.orders.v1.OrderPlaced"             // asks inventory to reserve the items
-	PaymentRequested        = "souk.orders.v1.PaymentRequested"        // asks payments to authorize
+	PaymentRequested        = "souk.orders.v2.PaymentRequested"        // asks payments to authorize (v1 carried a card number; see PaymentRequestedData)
 	StockCommitRequested    = "souk.orders.v1.StockCommitRequested"    // asks inventory to turn the reservation into a sale
 	PaymentCaptureRequested = "souk.orders.v1.PaymentCaptureRequested" // asks payments to capture
 	StockReleaseRequested   = "souk.orders.v1.StockReleaseRequested"   // compensation: give the stock back, whatever was done with it
@@ -61,13 +61,16 @@ type OrderPlacedData struct {
 	Deadline   time.Time   `json:"deadline"`
 }
 
-// PaymentRequestedData is the payload of PaymentRequested. Card is a test
-// card number for the simulated provider; a real one would carry a token
-// from the provider's own form, never a card number.
+// PaymentRequestedData is the payload of PaymentRequested: the order's
+// total, to be paid with a payment method its customer made at payments
+// (POST /payment-methods), named by its token. No card number ever travels
+// in an event: v1 of this payload carried one, and is neither published nor
+// read any more.
 type PaymentRequestedData struct {
-	OrderID string      `json:"order_id"`
-	Amount  money.Money `json:"amount"`
-	Card    string      `json:"card"`
+	OrderID       string      `json:"order_id"`
+	CustomerID    string      `json:"customer_id"`
+	Amount        money.Money `json:"amount"`
+	PaymentMethod string      `json:"payment_method"`
 }
 
 // OrderRef is the payload of the requests and answers that need nothing
@@ -80,7 +83,7 @@ type OrderRef struct {
 type Outcome struct {
 	OrderID string `json:"order_id"`
 	// Reason says why a step failed (out_of_stock, declined,
-	// provider_unavailable, expired, cancelled), or what a compensation did
+	// payment_method_unknown, provider_unavailable, expired, cancelled), or what a compensation did
 	// (released, restocked, voided, refunded, nothing).
 	Reason    string `json:"reason,omitempty"`
 	ProductID string `json:"product_id,omitempty"`
@@ -90,6 +93,7 @@ type Outcome struct {
 const (
 	ReasonOutOfStock = "out_of_stock"
 	ReasonDeclined   = "declined"
+	ReasonNoMethod   = "payment_method_unknown" // no such payment method, or another customer's
 	ReasonPayment    = "payment_failed"
 	ReasonDeadline   = "deadline"
 	ReasonCustomer   = "cancelled_by_customer"

@@ -38,6 +38,7 @@ import (
 	"github.com/souk-shop/souk/platform/broker"
 	"github.com/souk-shop/souk/platform/discovery"
 	"github.com/souk-shop/souk/platform/events"
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/store"
 )
@@ -84,8 +85,12 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	keyring, err := secrets.Ensure(filepath.Join(tmp, "keyring"))
+	if err != nil {
+		return err
+	}
 	cfg := system.Config{
-		NATS: *natsURL, NATSListen: "127.0.0.1:0", DataDir: tmp, Server: server.DefaultConfig(),
+		NATS: *natsURL, NATSListen: "127.0.0.1:0", DataDir: tmp, Server: server.DefaultConfig(), Keyring: keyring,
 		Registry: discovery.Config{Bucket: "bench_registry_" + suffix},
 		Gateway:  &system.GatewayConfig{Addr: "127.0.0.1:0", Config: gwConfig.WithoutRateLimits()},
 	}
@@ -119,9 +124,11 @@ func run() error {
 
 	admin := token(gw, "admin@bench.local", "bench admin password")
 	products := []string{product(gw, admin, 1000), product(gw, admin, 2500), product(gw, admin, 750)}
-	var customers []string
+	var customers, methods []string // tokens, and their payment methods
 	for i := range 20 {
-		customers = append(customers, customer(gw, fmt.Sprintf("c%d-%s@bench.local", i, suffix)))
+		tok := customer(gw, fmt.Sprintf("c%d-%s@bench.local", i, suffix))
+		customers = append(customers, tok)
+		methods = append(methods, post(gw+"/api/payment-methods", tok, `{"card":"4242424242424242"}`)["token"].(string))
 	}
 	engines := "SQLite + embedded NATS"
 	if *postgres != "" {
@@ -133,7 +140,7 @@ func run() error {
 	var seq atomic.Int64
 	place := func() (string, time.Time, error) {
 		i := seq.Add(1)
-		body := fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":1}],"card":"4242424242424242"}`, products[i%3])
+		body := fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":1}],"payment_method":%q}`, products[i%3], methods[i%int64(len(methods))])
 		req, _ := http.NewRequest("POST", gw+"/api/orders", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+customers[i%int64(len(customers))])

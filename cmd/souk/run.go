@@ -33,6 +33,7 @@ import (
 
 	"github.com/souk-shop/souk/internal/system"
 	"github.com/souk-shop/souk/platform/discovery"
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/telemetry"
 )
@@ -49,6 +50,7 @@ type cli struct {
 	Migrate migrateCmd `cmd:"" help:"Apply a service's database migrations and exit."`
 	Events  eventsCmd  `cmd:"" help:"Inspect the event backbone."`
 	NATS    natsCmd    `cmd:"" name:"nats" help:"Credentials for a NATS of your own."`
+	Secrets secretsCmd `cmd:"" help:"The keyring that seals secrets at rest (cards, signing keys): make it, rotate its keys."`
 	Check   checkCmd   `cmd:"" help:"Audit the order saga's invariants across the orders, inventory and payments databases."`
 	Load    loadCmd    `cmd:"" help:"Put a shop's load on a gateway, open loop at a fixed rate, and report success, latency and orders' outcomes."`
 	Chaos   chaosCmd   `cmd:"" help:"Run Souk as many processes on loopback, put load on it, inject faults on a schedule, audit the saga, and report availability and recovery."`
@@ -151,6 +153,7 @@ type serveCmd struct {
 	natsFlags        `embed:""`
 	DB               string          `help:"Database URL: postgres://… or a SQLite file (default: <data>/<service>.db)."`
 	Data             string          `default:".souk" help:"Directory for the default SQLite file."`
+	Keyring          string          `type:"path" placeholder:"FILE" help:"${sealers}: the keyring that seals their secrets at rest, the same file for every instance (souk secrets init makes one). Default: <data>/keyring, made at first start if the database is a SQLite file."`
 	Timeout          time.Duration   `help:"Gateway: how long a forwarded request may take (default: the config's, 5s)."`
 	Config           string          `help:"Gateway: routes, policies and limits, YAML or JSON (default: the built-in one)." type:"existingfile"`
 	OpsAddr          string          `name:"ops-addr" default:"127.0.0.1:8081" help:"Gateway: where it serves its operators (/metrics, /debug/traces), apart from its public port; empty for nowhere."`
@@ -197,6 +200,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			"db_services_list": strings.Join(system.ServiceNames(), ", "),
 			"ports":            system.Ports(),
 			"load_mix":         load.DefaultMix,
+			"sealers":          strings.Join(system.SealerNames(), ", "),
 		},
 	)
 	if err != nil {
@@ -244,6 +248,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		err = c.Chaos.run(ctx, stdout)
 	case "nats setup":
 		err = c.NATS.Setup.run(stdout)
+	case "secrets init":
+		err = c.Secrets.Init.run(stdout)
+	case "secrets rotate":
+		err = c.Secrets.Rotate.run(ctx, stdout)
 	case "events dlq list":
 		err = c.Events.DLQ.list(ctx, stdout, log)
 	case "events dlq replay <seq>":
@@ -311,6 +319,12 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 	for _, name := range system.ServiceNames() {
 		cfg.Instances = append(cfg.Instances, system.Instance{Service: name, Addr: addr(name), DB: filepath.Join(u.Data, name+".db")})
 	}
+	if err := os.MkdirAll(u.Data, 0o700); err != nil {
+		return err
+	}
+	if cfg.Keyring, err = secrets.Ensure(filepath.Join(u.Data, "keyring")); err != nil {
+		return err
+	}
 	sys, err := system.Start(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -324,6 +338,7 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 		fmt.Fprintf(tw, "  %s\t%s\n", "nats", sys.NATSURL)
 		fmt.Fprintf(tw, "  %s\t%s\n", "credentials", sys.NATSCredentialsDir)
 	}
+	fmt.Fprintf(tw, "  %s\t%s\n", "keyring", cfg.Keyring.Path())
 	fmt.Fprintf(tw, "  %s\t%s\n", "data", u.Data)
 	if err := tw.Flush(); err != nil {
 		return err
@@ -371,6 +386,13 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 			db = filepath.Join(s.Data, s.Service+".db")
 		}
 		cfg.Instances = []system.Instance{{Service: s.Service, Addr: addr, Advertise: s.Advertise, DB: db}}
+		if slices.Contains(system.SealerNames(), s.Service) {
+			k, err := s.keyring(db)
+			if err != nil {
+				return err
+			}
+			cfg.Keyring = k
+		}
 	}
 	if s.DebugAddr != "" {
 		ln, err := net.Listen("tcp", s.DebugAddr)

@@ -38,10 +38,11 @@ routes:
   - {path: /.well-known/jwks.json, methods: [GET], service: users, policy: public, strip_prefix: ""}
   - {path: /api/products, methods: [POST], service: catalog, policy: admin}
   - {path: "/api/inventory/{productId}", methods: [PUT], service: inventory, policy: admin}
+  - {path: /api/payment-methods, methods: [POST], service: payments, policy: authenticated}
   - {path: /api/orders, methods: [POST], service: orders, policy: authenticated}
   - {path: "/api/orders/{id}", methods: [GET], service: orders, policy: authenticated}
 `), 0o644)
-	common := []string{"--nats", natsURL, "--addr", "127.0.0.1:0", "--registry-ttl", "1s", "--log-level", "warn",
+	common := []string{"--nats", natsURL, "--data", dir, "--addr", "127.0.0.1:0", "--registry-ttl", "1s", "--log-level", "warn",
 		"--order-deadline", "20s", "--payment-failure-rate", "0.1"}
 	db := func(name string) string { return "sqlite:" + filepath.Join(dir, name+".db") }
 	var mu sync.Mutex
@@ -98,10 +99,16 @@ routes:
 		t.Fatalf("stock: %d %v", code, m)
 	}
 	var customers []string
+	type methods struct{ pay, decline string } // payment methods' tokens
+	var cards []methods
 	for i := range 4 {
 		email := fmt.Sprintf("c%d@example.com", i)
 		do("POST", "/api/auth/register", "", fmt.Sprintf(`{"name":"C","email":%q,"password":"correct horse battery"}`, email))
-		customers = append(customers, token(email, "correct horse battery"))
+		tok := token(email, "correct horse battery")
+		customers = append(customers, tok)
+		_, pay := do("POST", "/api/payment-methods", tok, `{"card":"4242424242424242"}`)
+		_, decline := do("POST", "/api/payment-methods", tok, `{"card":"4000000000000002"}`)
+		cards = append(cards, methods{pay["token"].(string), decline["token"].(string)})
 	}
 
 	var lastRestart time.Time
@@ -137,11 +144,11 @@ routes:
 				default:
 				}
 				tok := customers[w]
-				card := "4242424242424242"
+				pm := cards[w].pay
 				if rand.IntN(10) == 0 {
-					card = "4000000000000002"
+					pm = cards[w].decline
 				}
-				code, m := do("POST", "/api/orders", tok, fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":1}],"card":%q}`, product, card),
+				code, m := do("POST", "/api/orders", tok, fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":1}],"payment_method":%q}`, product, pm),
 					"Idempotency-Key", fmt.Sprintf("w%d-%d", w, i))
 				if code == 201 {
 					omu.Lock()

@@ -29,6 +29,7 @@ import (
 	"github.com/souk-shop/souk/internal/check"
 	"github.com/souk-shop/souk/internal/load"
 	"github.com/souk-shop/souk/internal/system"
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/store"
 )
 
@@ -313,7 +314,13 @@ func (r *run) startAll(ctx context.Context, dbs map[string]string) error {
 	if r.cfg.NATSNodes >= 3 {
 		replicas = "3"
 	}
-	common := []string{"--nats", r.nats.URLs(), "--registry-ttl", "3s", "--log-level", "warn", "--log-format", "json", "--trace-sample", "0"}
+	// One keyring for every instance: payments' instances open each
+	// other's cards.
+	keyring := filepath.Join(r.cfg.Dir, "keyring")
+	if _, err := secrets.Ensure(keyring); err != nil {
+		return err
+	}
+	common := []string{"--nats", r.nats.URLs(), "--keyring", keyring, "--registry-ttl", "3s", "--log-level", "warn", "--log-format", "json", "--trace-sample", "0"}
 	for n := range r.cfg.Instances {
 		for _, svc := range system.ServiceNames() {
 			ports, err := freePorts(1)

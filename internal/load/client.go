@@ -26,6 +26,8 @@ type client struct {
 	http     *http.Client
 	email    string
 	password string
+	// Its payment methods' tokens: a card that pays, one that is declined.
+	pay, decline string
 
 	mu     sync.Mutex
 	token  string

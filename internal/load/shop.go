@@ -52,8 +52,8 @@ type failedOrder struct {
 }
 
 type orderRequest struct {
-	Items []orderItem `json:"items"`
-	Card  string      `json:"card"`
+	Items         []orderItem `json:"items"`
+	PaymentMethod string      `json:"payment_method"`
 }
 
 type orderItem struct {
@@ -146,9 +146,9 @@ func (s *shop) browse(ctx context.Context, c *client, intended time.Time) {
 // paying with the declining card for a share of them, and follows it to
 // its end in the background.
 func (s *shop) order(ctx context.Context, c *client, r *rand.Rand, intended time.Time, seq int) {
-	req := orderRequest{Card: PayCard}
+	req := orderRequest{PaymentMethod: c.pay}
 	if r.Float64() < s.cfg.DeclineShare {
-		req.Card = DeclineCard
+		req.PaymentMethod = c.decline
 	}
 	for _, i := range r.Perm(len(s.products))[:1+r.IntN(min(3, len(s.products)))] {
 		req.Items = append(req.Items, orderItem{ProductID: s.products[i].id, Quantity: 1 + r.IntN(2)})
@@ -330,8 +330,34 @@ func (s *shop) setup(ctx context.Context, hc func() *client) error {
 	return nil
 }
 
-// account signs c up and logs it in.
+// account signs c up, logs it in and gives payments its cards.
 func (s *shop) account(ctx context.Context, c *client) error {
+	if err := s.signIn(ctx, c); err != nil {
+		return err
+	}
+	for _, m := range []struct {
+		card  string
+		token *string
+	}{{PayCard, &c.pay}, {DeclineCard, &c.decline}} {
+		if err := retry(ctx, func() error {
+			a := send(ctx, c.http, "POST", s.base+"/api/payment-methods", c.bearer(), map[string]string{"card": m.card}, s.cfg.Timeout)
+			var pm struct {
+				Token string `json:"token"`
+			}
+			if a.failure(201) != "" || a.decode(&pm) != nil || pm.Token == "" {
+				return fmt.Errorf("payment method of %s: %s", c.email, a)
+			}
+			*m.token = pm.Token
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// signIn signs c up and logs it in.
+func (s *shop) signIn(ctx context.Context, c *client) error {
 	body := map[string]string{"name": fmt.Sprintf("Shopper %d", c.n), "email": c.email, "password": c.password}
 	if err := retry(ctx, func() error {
 		a := send(ctx, c.http, "POST", s.base+"/api/auth/register", "", body, s.cfg.Timeout)

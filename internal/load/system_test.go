@@ -12,6 +12,7 @@ import (
 
 	"github.com/souk-shop/souk/internal/load"
 	"github.com/souk-shop/souk/internal/system"
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/services/gateway"
 	"github.com/souk-shop/souk/services/users"
@@ -36,6 +37,9 @@ func TestRunAgainstSouk(t *testing.T) {
 		NATSListen: "127.0.0.1:0", DataDir: dir, Server: server.DefaultConfig(),
 		Services: system.Services{Users: users.Config{AdminEmail: "admin@load.test", AdminPassword: "load admin password"}},
 		Gateway:  &system.GatewayConfig{Addr: "127.0.0.1:0", Config: gw},
+	}
+	if cfg.Keyring, err = secrets.Ensure(filepath.Join(dir, "keyring")); err != nil {
+		t.Fatal(err)
 	}
 	for _, name := range system.ServiceNames() {
 		cfg.Instances = append(cfg.Instances, system.Instance{Service: name, Addr: "127.0.0.1:0", DB: filepath.Join(dir, name+".db")})

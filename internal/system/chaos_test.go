@@ -32,7 +32,7 @@ type cluster struct {
 func (c *cluster) start(name string) {
 	c.t.Helper()
 	log, _ := telemetry.NewLogger(io.Discard, "json", "warn")
-	cfg := Config{NATS: c.nats, Services: c.svcs, Server: server.DefaultConfig()}
+	cfg := Config{NATS: c.nats, Services: c.svcs, Server: server.DefaultConfig(), Keyring: testKeyring(c.t, c.dir)}
 	if name == gateway.Name {
 		cfg.Gateway = &GatewayConfig{Addr: "127.0.0.1:0", Config: testGatewayConfig()}
 	} else {
@@ -86,6 +86,9 @@ func TestSagaChaos(t *testing.T) {
 	var customers [][]string
 	for i := range 5 {
 		customers = append(customers, s.customer(fmt.Sprintf("c%d", i)))
+		// Their payment methods, before anything is killed.
+		s.paymentMethod(customers[i], "4242424242424242")
+		s.paymentMethod(customers[i], payments.DeclineCard)
 	}
 
 	// Orders are placed all through the restarts and after them, until at

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/discovery"
 	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/telemetry"
 	"github.com/souk-shop/souk/services/gateway"
@@ -79,6 +81,7 @@ func startSystem(t *testing.T, dir string, logs io.Writer, gw *gateway.Config, o
 		Services:   testServices(),
 		Gateway:    &GatewayConfig{Addr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0", Config: *gw},
 		Server:     server.DefaultConfig(),
+		Keyring:    testKeyring(t, dir),
 	}
 	// Rotated keys sign at once; gateways learn them on the first unknown kid.
 	cfg.Services.Users.SigningKeyLead = -1
@@ -219,4 +222,14 @@ func serveAs(t *testing.T, reg *discovery.Registry, gw, service string, e *echoS
 	}) {
 		t.Fatalf("the gateway never routed %s to %s", path, service)
 	}
+}
+
+// testKeyring is the keyring in dir, made if there is none.
+func testKeyring(t testing.TB, dir string) *secrets.Keyring {
+	t.Helper()
+	k, err := secrets.Ensure(filepath.Join(dir, "keyring"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

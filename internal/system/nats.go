@@ -72,6 +72,9 @@ func NATSPermissions(identity, registry string) (publish, subscribe []string, er
 		"$JS.API.STREAM.CREATE."+events.DeadLetterStream, "$JS.API.STREAM.UPDATE."+events.DeadLetterStream,
 		"$JS.API.STREAM.INFO."+events.DeadLetterStream,
 	)
+	if len(parts.Retired) > 0 {
+		publish = append(publish, "$JS.API.STREAM.PURGE."+own)
+	}
 	for _, cc := range parts.Consumers {
 		producer, err := cc.Producer()
 		if err != nil {

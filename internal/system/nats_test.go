@@ -162,7 +162,7 @@ func tryPermissions(t *testing.T, url string, creds map[string]broker.Credential
 		{"inventory forges StockReleaseRequested", func() error { return publish("inventory", "souk.orders.v1.StockReleaseRequested") }, false},
 		{"orders forges PaymentAuthorized", func() error { return publish("orders", "souk.payments.v1.PaymentAuthorized") }, false},
 		{"catalog forges PaymentDeclined", func() error { return publish("catalog", "souk.payments.v1.PaymentDeclined") }, false},
-		{"the gateway forges PaymentRequested", func() error { return publish("gateway", "souk.orders.v1.PaymentRequested") }, false},
+		{"the gateway forges PaymentRequested", func() error { return publish("gateway", "souk.orders.v2.PaymentRequested") }, false},
 		{"orders publishes OrderPlaced", func() error { return publish("orders", "souk.orders.v1.OrderPlaced") }, true},
 		// Registry poisoning: an identity registers only as itself.
 		{"catalog registers as users", func() error { return kvPut("catalog", discovery.DefaultBucket, "users.evil") }, false},

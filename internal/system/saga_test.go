@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,9 @@ type shop struct {
 	sys   *System
 	gw    string
 	admin []string
+
+	mu      sync.Mutex
+	methods map[string]string // payment methods' tokens by customer and card
 }
 
 // newShop starts the shop with its services' settings changed by tune.
@@ -57,10 +61,34 @@ func (s *shop) customer(name string) []string {
 	return bearer(tok)
 }
 
+// order places an order of qty product, paid with card: the customer's
+// payment method for it, made at the first order with that card.
 func (s *shop) order(who []string, key, product string, qty int, card string) response {
 	s.t.Helper()
-	body := fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":%d}],"card":%q}`, product, qty, card)
+	body := fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":%d}],"payment_method":%q}`, product, qty, s.paymentMethod(who, card))
 	return call(s.t, "POST", s.gw+"/api/orders", body, append(who, "Idempotency-Key", key)...)
+}
+
+// paymentMethod returns the token of who's payment method for card,
+// making it the first time.
+func (s *shop) paymentMethod(who []string, card string) string {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := strings.Join(who, " ") + " " + card
+	if tok, ok := s.methods[k]; ok {
+		return tok
+	}
+	r := call(s.t, "POST", s.gw+"/api/payment-methods", fmt.Sprintf(`{"card":%q}`, card), who...)
+	if r.status != 201 {
+		s.t.Fatalf("payment method: %d %s", r.status, r.body)
+	}
+	tok := r.json(s.t)["token"].(string)
+	if s.methods == nil {
+		s.methods = map[string]string{}
+	}
+	s.methods[k] = tok
+	return tok
 }
 
 // settled waits until the order is confirmed or cancelled and returns it.
@@ -134,7 +162,7 @@ func TestSagaPaths(t *testing.T) {
 		for _, e := range log {
 			types = append(types, e.(map[string]any)["type"].(string))
 		}
-		want := []string{"souk.orders.v1.OrderPlaced", "souk.inventory.v1.StockReserved", "souk.orders.v1.PaymentRequested",
+		want := []string{"souk.orders.v1.OrderPlaced", "souk.inventory.v1.StockReserved", "souk.orders.v2.PaymentRequested",
 			"souk.payments.v1.PaymentAuthorized", "souk.orders.v1.StockCommitRequested", "souk.orders.v1.PaymentCaptureRequested"}
 		if len(types) != 9 || !slices.Equal(types[:6], want) || types[8] != "souk.orders.v1.OrderConfirmed" {
 			t.Fatalf("log %v, want %v, then StockCommitted and PaymentCaptured in either order, then OrderConfirmed", types, want)
@@ -212,16 +240,19 @@ func TestSagaPaths(t *testing.T) {
 	})
 
 	t.Run("bad input", func(t *testing.T) {
+		pm := s.paymentMethod(ada, "4242424242424242")
 		cases := []struct {
 			key, body string
 			status    int
 		}{
-			{"", `{"items":[{"product_id":"` + lamp + `","quantity":1}],"card":"4242424242424242"}`, 400},
-			{"x1", `{"items":[],"card":"4242424242424242"}`, 400},
-			{"x2", `{"items":[{"product_id":"` + lamp + `","quantity":0}],"card":"4242424242424242"}`, 400},
-			{"x3", `{"items":[{"product_id":"` + lamp + `","quantity":1}],"card":"abc"}`, 400},
-			{"x4", `{"items":[{"product_id":"0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d","quantity":1}],"card":"4242424242424242"}`, 422},
-			{"x5", `{"items":[{"product_id":"` + lamp + `","quantity":1}],"card":"4242424242424242","price":1}`, 400},
+			{"", `{"items":[{"product_id":"` + lamp + `","quantity":1}],"payment_method":"` + pm + `"}`, 400},
+			{"x1", `{"items":[],"payment_method":"` + pm + `"}`, 400},
+			{"x2", `{"items":[{"product_id":"` + lamp + `","quantity":0}],"payment_method":"` + pm + `"}`, 400},
+			{"x3", `{"items":[{"product_id":"` + lamp + `","quantity":1}],"payment_method":"abc"}`, 400},
+			{"x4", `{"items":[{"product_id":"0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d","quantity":1}],"payment_method":"` + pm + `"}`, 422},
+			{"x5", `{"items":[{"product_id":"` + lamp + `","quantity":1}],"payment_method":"` + pm + `","price":1}`, 400},
+			{"x6", `{"items":[{"product_id":"` + lamp + `","quantity":1}],"card":"4242424242424242"}`, 400},
+			{"x7", `{"items":[{"product_id":"` + lamp + `","quantity":1}]}`, 400},
 		}
 		for _, c := range cases {
 			h := append([]string{}, ada...)

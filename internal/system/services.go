@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/service"
 	"github.com/souk-shop/souk/services/catalog"
 	"github.com/souk-shop/souk/services/gateway"
@@ -108,4 +109,30 @@ func Ports() string {
 		parts = append(parts, name+" "+port)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// SealerNames lists the services that keep secrets sealed at rest
+// (service.Sealer): they need a keyring, and souk secrets rotate re-wraps
+// what they keep.
+func SealerNames() []string {
+	var names []string
+	for _, svc := range (&Services{}).All() {
+		if _, ok := svc.(service.Sealer); ok {
+			names = append(names, svc.Name())
+		}
+	}
+	return names
+}
+
+// SealedColumns are the columns of sealed values in the named service's
+// database; none if it seals nothing.
+func SealedColumns(name string) []secrets.Column {
+	svc, err := (&Services{}).Get(name)
+	if err != nil {
+		return nil
+	}
+	if s, ok := svc.(service.Sealer); ok {
+		return s.Sealed()
+	}
+	return nil
 }

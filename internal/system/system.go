@@ -26,6 +26,7 @@ import (
 	"github.com/souk-shop/souk/platform/discovery"
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/resilience"
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/service"
 	"github.com/souk-shop/souk/platform/store"
@@ -62,6 +63,9 @@ type Config struct {
 	Tracing telemetry.TracingConfig
 	// Server bounds every HTTP server.
 	Server server.Config
+	// Keyring seals what services keep secret at rest; services that seal
+	// (service.Sealer) do not start without one.
+	Keyring *secrets.Keyring
 }
 
 // Instance runs one instance of a service.
@@ -139,6 +143,7 @@ type System struct {
 	streams  events.StreamConfig
 	registry discovery.Config
 	hasher   *auth.Hasher
+	keyring  *secrets.Keyring
 	tracing  *telemetry.Tracing
 	stopBg   context.CancelFunc // heartbeats and the registry watcher
 	units    []*unit
@@ -157,6 +162,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 		}
 	}()
 	sys.streams = cfg.Streams
+	sys.keyring = cfg.Keyring
 	if sys.streams == (events.StreamConfig{}) {
 		sys.streams = events.DefaultStreamConfig()
 	}
@@ -296,10 +302,7 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 		return err
 	}
 	db := u.db
-	if err := db.Migrate(ctx, name, svc.Migrations(), log); err != nil {
-		return err
-	}
-	if err := events.Migrate(ctx, db, name, log); err != nil {
+	if err := migrate(ctx, db, svc, log); err != nil {
 		return err
 	}
 	if err := events.EnsureStream(ctx, u.js, name, s.streams); err != nil {
@@ -316,14 +319,24 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 	events.RegisterOutboxMetrics(metrics, outbox)
 	consumerMetrics := events.NewConsumerMetrics(metrics, u.js)
 	tp := s.tracing.Provider(name)
-	parts, err := svc.Build(service.Deps{
+	deps := service.Deps{
 		DB: db, Outbox: outbox, Hasher: s.hasher, Log: log,
 		APIKeys: func(ctx context.Context) (jetstream.KeyValue, error) {
 			return auth.OpenAPIKeys(ctx, u.js, s.streams.Replicas)
 		},
 		Client: &http.Client{Transport: traced(u.prover.Proving(resilience.Upstream(watcher, resilience.DefaultConfig(), metrics)), tp), Timeout: 10 * time.Second},
-	})
+	}
+	if _, ok := svc.(service.Sealer); ok {
+		if s.keyring == nil {
+			return fmt.Errorf("%s keeps secrets sealed and needs a keyring (--keyring FILE)", name)
+		}
+		deps.Keyring = s.keyring
+	}
+	parts, err := svc.Build(deps)
 	if err != nil {
+		return err
+	}
+	if err := events.PurgeRetired(ctx, u.js, name, parts.Retired); err != nil {
 		return err
 	}
 	if parts.Init != nil {
@@ -617,9 +630,14 @@ func Migrate(ctx context.Context, name, dbURL string, log *slog.Logger) error {
 		return err
 	}
 	defer db.Close()
-	log = log.With("service", name)
-	if err := db.Migrate(ctx, name, svc.Migrations(), log); err != nil {
+	return migrate(ctx, db, svc, log.With("service", name))
+}
+
+// migrate makes a service's database current: the outbox and inbox first,
+// which the service's own migrations may change data in, then those.
+func migrate(ctx context.Context, db *store.DB, svc Service, log *slog.Logger) error {
+	if err := events.Migrate(ctx, db, svc.Name(), log); err != nil {
 		return err
 	}
-	return events.Migrate(ctx, db, name, log)
+	return db.Migrate(ctx, svc.Name(), svc.Migrations(), log)
 }

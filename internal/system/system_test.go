@@ -372,6 +372,7 @@ func TestExternalEngines(t *testing.T) {
 		Registry: discovery.Config{Bucket: testenv.Name("registry_")},
 		Gateway:  &GatewayConfig{Addr: "127.0.0.1:0", Config: testGatewayConfig()},
 		Server:   server.DefaultConfig(),
+		Keyring:  testKeyring(t, t.TempDir()),
 	}
 	for _, name := range ServiceNames() {
 		cfg.Instances = append(cfg.Instances, Instance{Service: name, Addr: "127.0.0.1:0", DB: testenv.PostgresURL(t)})

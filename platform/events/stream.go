@@ -78,3 +78,22 @@ func EnsureDeadLetterStream(ctx context.Context, js jetstream.JetStream, cfg Str
 	}
 	return nil
 }
+
+// PurgeRetired removes from service's stream every message of the event
+// types it no longer publishes (each type is its NATS subject). Purging
+// what is gone already does nothing, so it runs at every start.
+func PurgeRetired(ctx context.Context, js jetstream.JetStream, service string, types []string) error {
+	if len(types) == 0 {
+		return nil
+	}
+	s, err := js.Stream(ctx, StreamName(service))
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", StreamName(service), err)
+	}
+	for _, typ := range types {
+		if err := s.Purge(ctx, jetstream.WithPurgeSubject(typ)); err != nil {
+			return fmt.Errorf("purge %s from %s: %w", typ, StreamName(service), err)
+		}
+	}
+	return nil
+}

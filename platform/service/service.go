@@ -13,6 +13,7 @@ import (
 
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/events"
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/server"
 	"github.com/souk-shop/souk/platform/store"
 )
@@ -32,6 +33,9 @@ type Deps struct {
 	APIKeys func(context.Context) (jetstream.KeyValue, error)
 	// Hasher hashes passwords, a bounded number at once.
 	Hasher *auth.Hasher
+	// Keyring seals what the service keeps secret at rest (platform/secrets),
+	// for services that say what they seal (Sealer); nil for the others.
+	Keyring *secrets.Keyring
 	// Log is the service's logger.
 	Log *slog.Logger
 }
@@ -47,7 +51,17 @@ type Parts struct {
 	Consumers []events.ConsumerConfig
 	// Loops run in the background until their context ends.
 	Loops []Loop
+	// Retired are event types the service published once and no more,
+	// whose messages must not be kept (they held what is now kept
+	// elsewhere): they are purged from its stream at every start.
+	Retired []string
 	// Init, if set, runs once before the service serves. What it returns,
 	// if not empty, is shown to the operator once (a generated password).
 	Init func(context.Context) (notice string, err error)
+}
+
+// Sealer is a service that keeps secrets sealed at rest: it needs a
+// keyring, and `souk secrets rotate` re-wraps the columns it names.
+type Sealer interface {
+	Sealed() []secrets.Column
 }

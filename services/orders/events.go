@@ -13,14 +13,7 @@ import (
 // name, one consumer per answer type.
 func (s *Service) Consumers() []events.ConsumerConfig {
 	answer := events.On(func(ctx context.Context, tx *sql.Tx, e events.Event, d saga.Outcome) error {
-		c := ""
-		if e.Type == saga.StockReserved {
-			var err error
-			if c, err = s.store.card(ctx, tx, d.OrderID); err != nil {
-				return err
-			}
-		}
-		return s.store.act(ctx, tx, d.OrderID, func(o Order) []step { return decide(o, e.Type, d, c) })
+		return s.store.act(ctx, tx, d.OrderID, func(o Order) []step { return decide(o, e.Type, d) })
 	})
 	handlers := map[string]events.Handler{}
 	for _, typ := range []string{

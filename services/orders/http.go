@@ -27,8 +27,11 @@ func (s *Service) Routes(rt *server.Router) {
 }
 
 type placeRequest struct {
-	Items []itemRequest `json:"items"`
-	Card  string        `json:"card"`
+	Items         []itemRequest `json:"items"`
+	PaymentMethod string        `json:"payment_method"`
+	// Card is read only to be refused with a pointer to where cards go:
+	// orders never keeps one.
+	Card *string `json:"card,omitempty"`
 }
 
 type itemRequest struct {
@@ -55,18 +58,21 @@ func (req placeRequest) validate() error {
 			add(f+".quantity", "must be from 1 to 1000")
 		}
 	}
-	if n := len(req.Card); n < 12 || n > 19 || strings.Trim(req.Card, "0123456789") != "" {
-		add("card", "must be a card number of 12 to 19 digits (test cards: 4242424242424242; 4000000000000002 is declined)")
+	if req.Card != nil {
+		add("card", "orders takes no card numbers: exchange the card for a token at POST /api/payment-methods and send the token as payment_method")
+	}
+	if !validPaymentMethod(req.PaymentMethod) {
+		add("payment_method", "must be a payment method's token (pm_…), from POST /api/payment-methods")
 	}
 	return problem.Fields(fields)
 }
 
 // hash identifies a request, for Idempotency-Key: the same items in any
-// order and the same card hash the same.
+// order and the same payment method hash the same.
 func (req placeRequest) hash() string {
 	items := slices.Clone(req.Items)
 	slices.SortFunc(items, func(a, b itemRequest) int { return strings.Compare(a.ProductID, b.ProductID) })
-	b, _ := json.Marshal(placeRequest{Items: items, Card: req.Card})
+	b, _ := json.Marshal(placeRequest{Items: items, PaymentMethod: req.PaymentMethod})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
@@ -107,8 +113,8 @@ func (s *Service) place(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	t := time.Now().UTC().Truncate(time.Microsecond)
-	o := Order{ID: server.NewID(), CustomerID: caller.UserID, Lines: lines, Total: total, CreatedAt: t, Deadline: t.Add(s.deadline)}
-	o, created, err := s.store.Place(r.Context(), o, key, hash, req.Card)
+	o := Order{ID: server.NewID(), CustomerID: caller.UserID, Lines: lines, Total: total, PaymentMethod: req.PaymentMethod, CreatedAt: t, Deadline: t.Add(s.deadline)}
+	o, created, err := s.store.Place(r.Context(), o, key, hash)
 	if err != nil {
 		return err
 	}
@@ -232,4 +238,11 @@ func (s *Service) cancel(w http.ResponseWriter, r *http.Request) error {
 	}
 	server.WriteJSON(w, http.StatusOK, o)
 	return nil
+}
+
+// validPaymentMethod says whether s looks like a payment method's token:
+// payments alone knows whether it is one, and whose.
+func validPaymentMethod(s string) bool {
+	rest, ok := strings.CutPrefix(s, "pm_")
+	return ok && rest != "" && len(rest) <= 64 && strings.Trim(rest, "abcdefghijklmnopqrstuvwxyz0123456789") == ""
 }

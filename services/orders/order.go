@@ -35,9 +35,12 @@ type Order struct {
 	Reason     string      `json:"reason,omitempty"` // why it was cancelled
 	Lines      []Line      `json:"items"`
 	Total      money.Money `json:"total"`
-	CreatedAt  time.Time   `json:"created_at"`
-	UpdatedAt  time.Time   `json:"updated_at"`
-	Deadline   time.Time   `json:"deadline"`
+	// PaymentMethod is the token of the payment method the order is paid
+	// with (payments keeps the card).
+	PaymentMethod string    `json:"payment_method"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+	Deadline      time.Time `json:"deadline"`
 
 	// What the saga has got so far.
 	committed bool
@@ -56,10 +59,11 @@ type Event struct {
 
 // placedData is the first entry of every log.
 type placedData struct {
-	CustomerID string      `json:"customer_id"`
-	Lines      []Line      `json:"items"`
-	Total      money.Money `json:"total"`
-	Deadline   time.Time   `json:"deadline"`
+	CustomerID    string      `json:"customer_id"`
+	Lines         []Line      `json:"items"`
+	Total         money.Money `json:"total"`
+	PaymentMethod string      `json:"payment_method"`
+	Deadline      time.Time   `json:"deadline"`
 }
 
 // fold replays an order's log.
@@ -74,7 +78,7 @@ func fold(id string, log []Event) Order {
 		case saga.OrderPlaced:
 			var d placedData
 			_ = json.Unmarshal(e.Data, &d)
-			o.CustomerID, o.Lines, o.Total, o.Deadline = d.CustomerID, d.Lines, d.Total, d.Deadline
+			o.CustomerID, o.Lines, o.Total, o.PaymentMethod, o.Deadline = d.CustomerID, d.Lines, d.Total, d.PaymentMethod, d.Deadline
 			o.Status, o.CreatedAt = Placed, e.At
 		case saga.StockReserved:
 			o.Status, o.paymentAsked = AwaitingPayment, true

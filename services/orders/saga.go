@@ -16,7 +16,7 @@ import "github.com/souk-shop/souk/api/saga"
 // effect, so asking again is always safe.
 
 // decide is the saga's transition function.
-func decide(o Order, typ string, d saga.Outcome, card string) []step {
+func decide(o Order, typ string, d saga.Outcome) []step {
 	log := step{typ: typ, data: d}
 	if Terminal(o.Status) {
 		switch typ {
@@ -34,7 +34,7 @@ func decide(o Order, typ string, d saga.Outcome, card string) []step {
 	switch typ {
 	case saga.StockReserved:
 		if o.Status == Placed {
-			return []step{log, {typ: saga.PaymentRequested, data: saga.PaymentRequestedData{OrderID: o.ID, Amount: o.Total, Card: card}, publish: true}}
+			return []step{log, {typ: saga.PaymentRequested, data: saga.PaymentRequestedData{OrderID: o.ID, CustomerID: o.CustomerID, Amount: o.Total, PaymentMethod: o.PaymentMethod}, publish: true}}
 		}
 	case saga.ReservationFailed:
 		if o.Status == Placed {
@@ -51,8 +51,8 @@ func decide(o Order, typ string, d saga.Outcome, card string) []step {
 	case saga.PaymentDeclined:
 		if o.Status == AwaitingPayment {
 			reason := saga.ReasonPayment
-			if d.Reason == saga.ReasonDeclined {
-				reason = saga.ReasonDeclined
+			if d.Reason == saga.ReasonDeclined || d.Reason == saga.ReasonNoMethod {
+				reason = d.Reason
 			}
 			return append([]step{log}, cancel(o, reason)...)
 		}

@@ -62,6 +62,8 @@ func TestDecide(t *testing.T) {
 		{"placed", placed, saga.ReservationFailed, "cancelled", "ReservationFailed !OrderCancelled(cancelled) !StockReleaseRequested"},
 		{"awaiting payment", awaiting, saga.PaymentDeclined, saga.ReasonDeclined,
 			"PaymentDeclined !OrderCancelled(declined) !PaymentCancelRequested !StockReleaseRequested"},
+		{"awaiting payment", awaiting, saga.PaymentDeclined, saga.ReasonNoMethod,
+			"PaymentDeclined !OrderCancelled(payment_method_unknown) !PaymentCancelRequested !StockReleaseRequested"},
 		{"awaiting payment", awaiting, saga.PaymentDeclined, "provider_unavailable",
 			"PaymentDeclined !OrderCancelled(payment_failed) !PaymentCancelRequested !StockReleaseRequested"},
 		{"confirming", confirming, saga.StockCommitFailed, "expired",
@@ -89,7 +91,7 @@ func TestDecide(t *testing.T) {
 		{"confirmed", confirmed, saga.StockCommitFailed, "expired", "StockCommitFailed"},
 	}
 	for _, c := range cases {
-		got := steps(decide(c.o, c.typ, saga.Outcome{OrderID: "o1", Reason: c.reason}, "4242424242424242"))
+		got := steps(decide(c.o, c.typ, saga.Outcome{OrderID: "o1", Reason: c.reason}))
 		if got != c.want {
 			t.Errorf("%s + %s(%s):\n got  %s\n want %s", c.state, c.typ, c.reason, got, c.want)
 		}
@@ -97,11 +99,11 @@ func TestDecide(t *testing.T) {
 }
 
 // TestDecidePaymentRequest checks what the payment request carries: the
-// order's total and the card it was placed with.
+// order's total, its customer and the payment method it was placed with.
 func TestDecidePaymentRequest(t *testing.T) {
-	o := Order{ID: "o1", Status: Placed, Total: money.Money{Amount: 998, Currency: "EUR"}}
-	ss := decide(o, saga.StockReserved, saga.Outcome{OrderID: "o1"}, "4242424242424242")
-	want := saga.PaymentRequestedData{OrderID: "o1", Amount: o.Total, Card: "4242424242424242"}
+	o := Order{ID: "o1", CustomerID: "c1", Status: Placed, Total: money.Money{Amount: 998, Currency: "EUR"}, PaymentMethod: "pm_abc"}
+	ss := decide(o, saga.StockReserved, saga.Outcome{OrderID: "o1"})
+	want := saga.PaymentRequestedData{OrderID: "o1", CustomerID: "c1", Amount: o.Total, PaymentMethod: "pm_abc"}
 	if len(ss) != 2 || ss[1].data != want {
 		t.Fatalf("steps %+v, want a PaymentRequested with %+v", ss, want)
 	}

@@ -61,7 +61,11 @@ func (c Config) deadline() time.Duration {
 // payments' answers, and the loop that cancels overdue orders.
 func (c Config) Build(d service.Deps) (service.Parts, error) {
 	s := &Service{store: NewStore(d.DB, d.Outbox), catalog: d.Client, deadline: c.deadline(), log: d.Log}
-	return service.Parts{Routes: s.Routes, Consumers: s.Consumers(), Loops: []service.Loop{s.RunDeadlines}}, nil
+	return service.Parts{
+		Routes: s.Routes, Consumers: s.Consumers(), Loops: []service.Loop{s.RunDeadlines},
+		// v1 carried card numbers; none is kept, in the stream either.
+		Retired: []string{"souk.orders.v1.PaymentRequested"},
+	}, nil
 }
 
 // Service serves the orders API and runs the saga.

@@ -46,16 +46,16 @@ func (s *Store) existing(ctx context.Context, customerID, key string) (id, hash 
 // Place stores a new order and publishes OrderPlaced, which starts the
 // saga. If the customer already placed an order with key, it returns that
 // order, or ErrKeyReused if that order came from another request.
-func (s *Store) Place(ctx context.Context, o Order, key, hash, card string) (Order, bool, error) {
+func (s *Store) Place(ctx context.Context, o Order, key, hash string) (Order, bool, error) {
 	err := s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
-			INSERT INTO orders (id, customer_id, idempotency_key, request_hash, card, status, deadline_at, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			o.ID, o.CustomerID, key, hash, card, Placed, o.Deadline, o.CreatedAt)
+			INSERT INTO orders (id, customer_id, idempotency_key, request_hash, status, deadline_at, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			o.ID, o.CustomerID, key, hash, Placed, o.Deadline, o.CreatedAt)
 		if err != nil {
 			return err // a unique violation is checked below
 		}
-		data := placedData{CustomerID: o.CustomerID, Lines: o.Lines, Total: o.Total, Deadline: o.Deadline}
+		data := placedData{CustomerID: o.CustomerID, Lines: o.Lines, Total: o.Total, PaymentMethod: o.PaymentMethod, Deadline: o.Deadline}
 		if err := appendLog(ctx, tx, o.ID, 1, saga.OrderPlaced, data, o.CreatedAt); err != nil {
 			return err
 		}
@@ -214,11 +214,4 @@ func (s *Store) overdue(ctx context.Context, limit int) ([]string, error) {
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
-}
-
-// card returns the payment card an order was placed with.
-func (s *Store) card(ctx context.Context, tx *sql.Tx, id string) (string, error) {
-	var c string
-	err := tx.QueryRowContext(ctx, `SELECT card FROM orders WHERE id = $1`, id).Scan(&c)
-	return c, err
 }

@@ -37,10 +37,17 @@ func (s *Service) authorize(ctx context.Context, _ events.Event, d saga.PaymentR
 	if _, ok, err := s.store.Get(ctx, d.OrderID); err != nil || ok {
 		return result{outcome: "skip"}, err
 	}
+	card, err := s.card(ctx, d.PaymentMethod, d.CustomerID)
+	if errors.Is(err, errNoMethod) {
+		return result{outcome: "declined", reason: saga.ReasonNoMethod}, nil
+	}
+	if err != nil {
+		return result{}, err
+	}
 	var ref string
-	err := s.call(ctx, func(ctx context.Context) error {
+	err = s.call(ctx, func(ctx context.Context) error {
 		var err error
-		ref, err = s.provider.Authorize(ctx, "authorize:"+d.OrderID, d.OrderID, d.Amount, d.Card)
+		ref, err = s.provider.Authorize(ctx, "authorize:"+d.OrderID, d.OrderID, d.Amount, card)
 		return err
 	})
 	switch {

@@ -14,6 +14,7 @@ import (
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/service"
 )
 
@@ -54,11 +55,16 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Sealed are the columns that hold sealed values: the cards.
+func (Config) Sealed() []secrets.Column {
+	return []secrets.Column{{Table: "payment_methods", Key: "token", Value: "card"}}
+}
+
 // Build makes the service: its API and the consumers of the saga's
 // payment requests, paying through the simulated provider.
 func (c Config) Build(d service.Deps) (service.Parts, error) {
 	provider := NewSimulated(d.DB, SimulatedConfig{FailureRate: c.PaymentFailureRate, Latency: c.PaymentLatency})
-	s := New(NewStore(d.DB, d.Outbox), provider, d.Log)
+	s := New(NewStore(d.DB, d.Outbox), provider, d.Keyring, d.Log)
 	return service.Parts{Routes: s.Routes, Consumers: s.Consumers()}, nil
 }
 
@@ -66,12 +72,14 @@ func (c Config) Build(d service.Deps) (service.Parts, error) {
 type Service struct {
 	store    *Store
 	provider Provider
+	keys     *secrets.Keyring // seals and opens cards
 	retry    failsafe.Executor[any]
 	log      *slog.Logger
 }
 
-// New returns the service over st, paying through provider.
-func New(st *Store, provider Provider, log *slog.Logger) *Service {
+// New returns the service over st, paying through provider, keeping cards
+// sealed with keys.
+func New(st *Store, provider Provider, keys *secrets.Keyring, log *slog.Logger) *Service {
 	policy := retrypolicy.NewBuilder[any]().
 		HandleErrors(ErrUnavailable, context.DeadlineExceeded).
 		WithMaxRetries(2).
@@ -79,7 +87,7 @@ func New(st *Store, provider Provider, log *slog.Logger) *Service {
 		WithJitterFactor(0.5).
 		ReturnLastFailure().
 		Build()
-	return &Service{store: st, provider: provider, retry: failsafe.With(policy), log: log}
+	return &Service{store: st, provider: provider, keys: keys, retry: failsafe.With(policy), log: log}
 }
 
 // call runs a provider call with a timeout per try and up to two retries

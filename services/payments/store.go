@@ -88,3 +88,68 @@ func tombstone(ctx context.Context, tx *sql.Tx, orderID string, t time.Time) err
 	}
 	return nil
 }
+
+// AddMethod keeps a payment method, its card sealed.
+func (s *Store) AddMethod(ctx context.Context, m Method, sealedCard string) error {
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO payment_methods (token, customer_id, brand, last4, card, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		m.Token, m.CustomerID, m.Brand, m.Last4, sealedCard, m.CreatedAt)
+	if err != nil {
+		return fmt.Errorf("add a payment method: %w", err)
+	}
+	return nil
+}
+
+// Methods lists a customer's payment methods, newest first.
+func (s *Store) Methods(ctx context.Context, customerID string) ([]Method, error) {
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT token, brand, last4, created_at FROM payment_methods WHERE customer_id = $1 ORDER BY created_at DESC, token`, customerID)
+	if err != nil {
+		return nil, fmt.Errorf("list payment methods: %w", err)
+	}
+	defer rows.Close()
+	ms := []Method{}
+	for rows.Next() {
+		m := Method{CustomerID: customerID}
+		if err := rows.Scan(&m.Token, &m.Brand, &m.Last4, &m.CreatedAt); err != nil {
+			return nil, fmt.Errorf("list payment methods: %w", err)
+		}
+		m.CreatedAt = m.CreatedAt.UTC()
+		ms = append(ms, m)
+	}
+	return ms, rows.Err()
+}
+
+// CountMethods is how many payment methods a customer has.
+func (s *Store) CountMethods(ctx context.Context, customerID string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM payment_methods WHERE customer_id = $1`, customerID).Scan(&n)
+	return n, err
+}
+
+// DeleteMethod removes a payment method of customerID (of anyone's, if
+// customerID is empty) and reports whether there was one.
+func (s *Store) DeleteMethod(ctx context.Context, token, customerID string) (bool, error) {
+	q, args := `DELETE FROM payment_methods WHERE token = $1`, []any{token}
+	if customerID != "" {
+		q, args = q+` AND customer_id = $2`, append(args, customerID)
+	}
+	res, err := s.db.ExecContext(ctx, q, args...)
+	if err != nil {
+		return false, fmt.Errorf("delete a payment method: %w", err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+// sealedCard returns a payment method's customer and its card, sealed.
+func (s *Store) sealedCard(ctx context.Context, token string) (customerID, sealed string, ok bool, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT customer_id, card FROM payment_methods WHERE token = $1`, token).Scan(&customerID, &sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, fmt.Errorf("read a payment method: %w", err)
+	}
+	return customerID, sealed, true, nil
+}

@@ -84,3 +84,50 @@ func TestStore(t *testing.T) {
 		})
 	})
 }
+
+// TestMethodStore is the contract of the payment methods' table, on every
+// database engine.
+func TestMethodStore(t *testing.T) {
+	testenv.ForEachDatabase(t, Name, Config{}.Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		st := NewStore(db, nil)
+		t0 := time.Now().UTC().Truncate(time.Microsecond)
+		ada, bob := server.NewID(), server.NewID()
+		first := Method{Token: newToken(), CustomerID: ada, Brand: "visa", Last4: "4242", CreatedAt: t0}
+		second := Method{Token: newToken(), CustomerID: ada, Brand: "amex", Last4: "0005", CreatedAt: t0.Add(time.Second)}
+		for _, m := range []Method{first, second} {
+			if err := st.AddMethod(ctx, m, "sealed-"+m.Token); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ms, err := st.Methods(ctx, ada)
+		if err != nil || len(ms) != 2 || ms[0] != second || ms[1] != first {
+			t.Fatalf("Methods(ada) = %+v, %v; want the two, newest first", ms, err)
+		}
+		if ms, err := st.Methods(ctx, bob); err != nil || len(ms) != 0 {
+			t.Errorf("Methods(bob) = %+v, %v; want none", ms, err)
+		}
+		if n, err := st.CountMethods(ctx, ada); err != nil || n != 2 {
+			t.Errorf("CountMethods(ada) = %d, %v", n, err)
+		}
+		owner, sealed, ok, err := st.sealedCard(ctx, first.Token)
+		if err != nil || !ok || owner != ada || sealed != "sealed-"+first.Token {
+			t.Errorf("sealedCard = %q, %q, %v, %v", owner, sealed, ok, err)
+		}
+		if _, _, ok, err := st.sealedCard(ctx, newToken()); ok || err != nil {
+			t.Errorf("sealedCard of an unknown token: %v, %v", ok, err)
+		}
+		if ok, err := st.DeleteMethod(ctx, first.Token, bob); ok || err != nil {
+			t.Errorf("bob deleting ada's method: %v, %v; want nothing deleted", ok, err)
+		}
+		if ok, err := st.DeleteMethod(ctx, first.Token, ada); !ok || err != nil {
+			t.Errorf("ada deleting her method: %v, %v", ok, err)
+		}
+		if ok, err := st.DeleteMethod(ctx, second.Token, ""); !ok || err != nil {
+			t.Errorf("an admin deleting ada's method: %v, %v", ok, err)
+		}
+		if n, _ := st.CountMethods(ctx, ada); n != 0 {
+			t.Errorf("after the deletes ada has %d methods", n)
+		}
+	})
+}
