@@ -124,8 +124,8 @@ func (d PaymentRequestedData) Validate() error {
 	if d.OrderID == "" {
 		return errNoOrder
 	}
-	if d.Amount.Amount < 0 || d.Amount.Currency == "" {
-		return errors.New("no amount")
+	if !money.Valid(d.Amount.Amount) || d.Amount.Currency == "" {
+		return errors.New("no amount, or one out of range")
 	}
 	return nil
 }

@@ -5,9 +5,11 @@ package check
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
+	"github.com/souk-shop/souk/api/money"
 	"github.com/souk-shop/souk/platform/store"
 )
 
@@ -43,6 +45,8 @@ const (
 	StockBalance            = "per product, received = available + reserved + sold"
 	ReservedBalance         = "per product, reserved = what open reservations hold, sold = what committed ones hold"
 	Overdue                 = "every order past its deadline is terminal"
+	TotalMismatch           = "each order's total is the sum of its lines, within money.MaxAmount"
+	CaptureAmount           = "a capture takes the order's total, no more, no less"
 )
 
 // Grace is how long past its deadline an order may take to be seen
@@ -58,19 +62,22 @@ func Run(ctx context.Context, dbs Databases, now time.Time) (Report, error) {
 
 	// What the payment provider did, per order: the ground truth of money.
 	captures, refunds := map[string]int{}, map[string]int{}
-	rows, err := dbs.Payments.QueryContext(ctx, `SELECT order_id, operation FROM simulated_provider_operations
+	captured := map[string]money.Money{} // what a capture took
+	rows, err := dbs.Payments.QueryContext(ctx, `SELECT order_id, operation, amount, currency FROM simulated_provider_operations
 		WHERE (operation = 'capture' AND outcome = 'captured') OR (operation = 'refund' AND outcome = 'refunded')`)
 	if err != nil {
 		return r, fmt.Errorf("payments: %w", err)
 	}
 	for rows.Next() {
 		var order, op string
-		if err := rows.Scan(&order, &op); err != nil {
+		var m money.Money
+		if err := rows.Scan(&order, &op, &m.Amount, &m.Currency); err != nil {
 			rows.Close()
 			return r, err
 		}
 		if op == "capture" {
 			captures[order]++
+			captured[order] = m
 			r.Captures++
 		} else {
 			refunds[order]++
@@ -81,6 +88,16 @@ func Run(ctx context.Context, dbs Databases, now time.Time) (Report, error) {
 	for order, n := range captures {
 		if n > 1 {
 			bad(DoubleCapture, "order %s was captured %d times", order, n)
+		}
+	}
+
+	totals, err := orderTotals(ctx, dbs.Orders, bad)
+	if err != nil {
+		return r, err
+	}
+	for order, m := range captured {
+		if total, ok := totals[order]; ok && m != total {
+			bad(CaptureAmount, "order %s: captured %d %s of a total of %d %s", order, m.Amount, m.Currency, total.Amount, total.Currency)
 		}
 	}
 
@@ -161,4 +178,57 @@ func Run(ctx context.Context, dbs Databases, now time.Time) (Report, error) {
 		}
 	}
 	return r, rows.Err()
+}
+
+// orderTotals reads every order's total from the first entry of its log,
+// where orders wrote its lines at the prices it charged, and reports each
+// total that is not the sum of the lines.
+func orderTotals(ctx context.Context, orders *store.DB, bad func(rule, format string, args ...any)) (map[string]money.Money, error) {
+	rows, err := orders.QueryContext(ctx, `SELECT order_id, data FROM order_events WHERE seq = 1`)
+	if err != nil {
+		return nil, fmt.Errorf("orders: %w", err)
+	}
+	defer rows.Close()
+	totals := map[string]money.Money{}
+	for rows.Next() {
+		var id, data string
+		if err := rows.Scan(&id, &data); err != nil {
+			return nil, err
+		}
+		var placed struct {
+			Items []struct {
+				Quantity  int64       `json:"quantity"`
+				UnitPrice money.Money `json:"unit_price"`
+			} `json:"items"`
+			Total money.Money `json:"total"`
+		}
+		if err := json.Unmarshal([]byte(data), &placed); err != nil {
+			bad(TotalMismatch, "order %s: its first log entry does not parse: %v", id, err)
+			continue
+		}
+		totals[id] = placed.Total
+		var sum int64
+		ok := true
+		for _, it := range placed.Items {
+			var line int64
+			if line, ok = money.Mul(it.UnitPrice.Amount, it.Quantity); ok {
+				sum, ok = money.Add(sum, line)
+			}
+			if !ok || it.UnitPrice.Currency != placed.Total.Currency {
+				ok = false
+				break
+			}
+		}
+		if !ok || sum != placed.Total.Amount {
+			bad(TotalMismatch, "order %s: a total of %d %s for lines that make %s", id, placed.Total.Amount, placed.Total.Currency, describe(sum, ok))
+		}
+	}
+	return totals, rows.Err()
+}
+
+func describe(sum int64, ok bool) string {
+	if !ok {
+		return "more than money.MaxAmount, or mix currencies"
+	}
+	return fmt.Sprint(sum)
 }

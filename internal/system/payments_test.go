@@ -156,3 +156,40 @@ func TestNoCardAtRest(t *testing.T) {
 	}
 	t.Logf("%d files searched", files)
 }
+
+// TestMoneyBounds tries totals that int64 arithmetic would wrap: prices
+// past money.MaxAmount are refused, and so is an order whose total would
+// pass it, before anything is written.
+func TestMoneyBounds(t *testing.T) {
+	s := newShop(t, nil)
+	ada := s.customer("ada")
+	for _, amount := range []string{"4611686018427387904", "1000000000001", "9223372036854775807"} {
+		if r := call(t, "POST", s.gw+"/api/products", `{"name":"Gold","price":{"amount":`+amount+`,"currency":"EUR"}}`, s.admin...); r.status != 400 {
+			t.Errorf("a price of %s: %d %s, want 400", amount, r.status, r.body)
+		}
+	}
+	dear := s.product(1_000_000_000_000, 10) // money.MaxAmount: the dearest price there may be
+	cheap := s.product(100, 10)
+	if r := call(t, "PATCH", s.gw+"/api/products/"+cheap, `{"price":{"amount":4611686018427387904,"currency":"EUR"}}`, s.admin...); r.status != 400 {
+		t.Errorf("PATCH to a price of 2^62: %d %s, want 400", r.status, r.body)
+	}
+	pm := s.paymentMethod(ada, "4242424242424242")
+	for _, c := range []struct {
+		name, items string
+	}{
+		{"two of the dearest", fmt.Sprintf(`[{"product_id":%q,"quantity":2}]`, dear)},
+		{"the dearest and one more", fmt.Sprintf(`[{"product_id":%q,"quantity":1},{"product_id":%q,"quantity":1}]`, dear, cheap)},
+	} {
+		r := call(t, "POST", s.gw+"/api/orders", `{"items":`+c.items+`,"payment_method":"`+pm+`"}`, append(ada, "Idempotency-Key", c.name)...)
+		if r.status != 422 {
+			t.Errorf("%s: %d %s, want 422", c.name, r.status, r.body)
+		}
+	}
+	r := call(t, "POST", s.gw+"/api/orders", fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":1}],"payment_method":%q}`, dear, pm), append(ada, "Idempotency-Key", "one")...)
+	if r.status != 201 {
+		t.Fatalf("one of the dearest: %d %s", r.status, r.body)
+	}
+	if o := s.settled(ada, r.json(t)["id"].(string), 15*time.Second); o["status"] != "confirmed" {
+		t.Errorf("one of the dearest: %v %v", o["status"], o["reason"])
+	}
+}

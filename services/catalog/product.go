@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"fmt"
 	"strings"
 	"time"
 	"unicode"
@@ -47,6 +48,8 @@ func (p *Product) validate() error {
 	}
 	if p.Price.Amount < 0 {
 		add("price.amount", "must not be negative")
+	} else if p.Price.Amount > money.MaxAmount {
+		add("price.amount", fmt.Sprintf("must be at most %d (minor units)", money.MaxAmount))
 	}
 	if !isCurrency(p.Price.Currency) {
 		add("price.currency", "must be an ISO 4217 code of three capital letters, like EUR")

@@ -143,7 +143,13 @@ func (s *Service) price(ctx context.Context, items []itemRequest) ([]Line, money
 			return nil, money.Money{}, problem.New(problem.Unprocessable, "the items are priced in %s and %s; order them separately", total.Currency, p.Currency)
 		}
 		total.Currency = p.Currency
-		total.Amount += p.Amount * it.Quantity
+		line, ok := money.Mul(p.Amount, it.Quantity)
+		if ok {
+			total.Amount, ok = money.Add(total.Amount, line)
+		}
+		if !ok {
+			return nil, money.Money{}, problem.New(problem.Unprocessable, "the order would cost more than %d %s (minor units), the most one order may: order less", money.MaxAmount, p.Currency)
+		}
 		lines = append(lines, Line{ProductID: it.ProductID, Quantity: it.Quantity, UnitPrice: p})
 	}
 	return lines, total, nil
