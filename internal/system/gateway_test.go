@@ -217,16 +217,21 @@ func TestAuthProbes(t *testing.T) {
 		}
 	})
 
-	t.Run("failed logins are limited per account", func(t *testing.T) {
+	t.Run("failed logins wait, from their address; the owner's elsewhere does not", func(t *testing.T) {
 		var last response
 		for range 6 {
 			last = call(t, "POST", gw+"/api/auth/login", `{"email":"bob@example.com","password":"wrong password!"}`)
 		}
 		if last.status != 429 || last.header.Get("Retry-After") == "" {
-			t.Fatalf("6th failed login: %d, Retry-After %q", last.status, last.header.Get("Retry-After"))
+			t.Fatalf("6th failed login at once: %d, Retry-After %q", last.status, last.header.Get("Retry-After"))
 		}
+		last.problem(t)
 		if r := call(t, "POST", gw+"/api/auth/login", `{"email":"bob@example.com","password":"correct horse battery"}`); r.status != 429 {
-			t.Fatalf("the right password during the block: %d, want 429", r.status)
+			t.Fatalf("the right password from the address that failed, before its wait is over: %d, want 429", r.status)
+		}
+		from := clientFrom(t, "127.0.0.2")
+		if r := callWith(t, from, "POST", gw+"/api/auth/login", `{"email":"bob@example.com","password":"correct horse battery"}`); r.status != 200 {
+			t.Fatalf("the right password from another address: %d %s, want 200", r.status, r.body)
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -138,6 +139,23 @@ func (r response) problem(t *testing.T) problem.Body {
 // as name, value pairs.
 func call(t *testing.T, method, url, body string, headers ...string) response {
 	t.Helper()
+	return callWith(t, http.DefaultClient, method, url, body, headers...)
+}
+
+// clientFrom returns a client whose connections leave from ip (on Linux,
+// any address in 127.0.0.0/8 is the loopback's), so that the gateway sees
+// another client address.
+func clientFrom(t *testing.T, ip string) *http.Client {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 4}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// callWith is call with client.
+func callWith(t *testing.T, client *http.Client, method, url, body string, headers ...string) response {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -152,7 +170,7 @@ func call(t *testing.T, method, url, body string, headers ...string) response {
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

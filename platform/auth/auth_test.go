@@ -5,7 +5,9 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,13 +49,88 @@ func TestPassword(t *testing.T) {
 
 	// The hasher bounds how many run at once: a caller whose context ends
 	// while waiting gets an error, not a hash.
-	h.slots <- struct{}{} // take the only slot
+	if err := h.acquire(ctx, ""); err != nil { // take the only slot
+		t.Fatal(err)
+	}
 	waiting, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
-	if _, err := h.Hash(waiting, "correct horse battery"); err == nil {
-		t.Error("Hash with every slot taken and a context that ended succeeded")
+	if _, err := h.Hash(waiting, "correct horse battery"); !errors.Is(err, ErrBusy) {
+		t.Errorf("Hash with every slot taken and a context that ended: %v, want ErrBusy", err)
 	}
 	h.release()
+	if _, err := h.Hash(ctx, "correct horse battery"); err != nil {
+		t.Errorf("Hash after the slot was given back: %v", err)
+	}
+}
+
+// TestHasherTakesTurns: a storm of hashes queued by some callers delays
+// another caller by one hash per busy queue, not by the whole backlog; a
+// queue holds MaxWaiting callers and refuses more at once; a caller that
+// gives up leaves no trace.
+func TestHasherTakesTurns(t *testing.T) {
+	ctx := context.Background()
+	h := NewHasher(1)
+	if err := h.acquire(ctx, "storm-1"); err != nil { // the slot, busy
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	enqueue := func(queue string) {
+		before := waiters(h)
+		wg.Go(func() {
+			if err := h.acquire(ctx, queue); err != nil {
+				t.Errorf("acquire(%s): %v", queue, err)
+				return
+			}
+			mu.Lock()
+			order = append(order, queue)
+			mu.Unlock()
+			h.release()
+		})
+		for waiters(h) == before { // in line, in this order
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for range MaxWaiting {
+		enqueue("storm-1")
+	}
+	for range MaxWaiting {
+		enqueue("storm-2")
+	}
+	if err := h.acquire(ctx, "storm-1"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("acquire beyond MaxWaiting on one queue: %v, want ErrBusy at once", err)
+	}
+	gaveUp, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- h.acquire(gaveUp, "quitter") }()
+	for waiters(h) != 2*MaxWaiting+1 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, ErrBusy) {
+		t.Fatalf("a caller that gave up: %v", err)
+	}
+	enqueue("user")
+	h.release()
+	wg.Wait()
+	if i := slices.Index(order, "user"); i < 0 || i > 2 {
+		t.Fatalf("the caller from another queue, behind %d queued by two others, came %d in %v; want within the first 3", 2*MaxWaiting, i+1, order)
+	}
+	if h.free != 1 || len(h.turns) != 0 || len(h.waiting) != 0 {
+		t.Fatalf("after everyone: %d free, turns %v, %d queues; want 1, none, none", h.free, h.turns, len(h.waiting))
+	}
+}
+
+// waiters counts the callers waiting for a slot.
+func waiters(h *Hasher) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, q := range h.waiting {
+		n += len(q)
+	}
+	return n
 }
 
 func TestAPIKey(t *testing.T) {

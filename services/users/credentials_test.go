@@ -161,36 +161,7 @@ func TestCredentials(t *testing.T) {
 			}
 		})
 
-		t.Run("failed logins block after five in a window", func(t *testing.T) {
-			keys := []string{"account:x@example.com", "address:10.0.0.1"}
-			for i := range maxLoginFailures {
-				if wait, _ := st.loginBlocked(ctx, keys...); wait != 0 {
-					t.Fatalf("blocked after %d failures", i)
-				}
-				if err := st.recordLoginFailure(ctx, keys...); err != nil {
-					t.Fatal(err)
-				}
-			}
-			wait, err := st.loginBlocked(ctx, keys[1])
-			if err != nil || wait <= 0 || wait > loginWindow {
-				t.Fatalf("after 5 failures: wait %s, %v", wait, err)
-			}
-			if wait, _ := st.loginBlocked(ctx, "address:10.0.0.2"); wait != 0 {
-				t.Fatal("another address is blocked too")
-			}
-			// When the window has passed, the count starts again.
-			past := time.Now().UTC().Add(-2 * loginWindow)
-			db.ExecContext(ctx, `UPDATE login_failures SET window_start = $1`, past)
-			if wait, _ := st.loginBlocked(ctx, keys...); wait != 0 {
-				t.Fatal("still blocked after the window")
-			}
-			st.recordLoginFailure(ctx, keys...)
-			var n int
-			db.QueryRowContext(ctx, `SELECT failures FROM login_failures WHERE key = $1`, keys[0]).Scan(&n)
-			if n != 1 {
-				t.Fatalf("failures in a new window: %d, want 1", n)
-			}
-		})
+		t.Run("login throttle", func(t *testing.T) { testThrottle(t, st, db) })
 
 		t.Run("outbox", func(t *testing.T) {
 			if got := testenv.OutboxTypes(t, db); !slices.Contains(got, usersv1.UserRegistered) {

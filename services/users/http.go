@@ -3,6 +3,7 @@ package users
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -39,8 +40,9 @@ type registerRequest struct {
 	Role     *string `json:"role"`
 }
 
-// newUser validates a registration and hashes its password.
-func (s *Service) newUser(ctx context.Context, req registerRequest, passwordRequired bool) (User, string, error) {
+// newUser validates a registration and hashes its password on the
+// hasher's queue for the client's address, queue.
+func (s *Service) newUser(ctx context.Context, queue string, req registerRequest, passwordRequired bool) (User, string, error) {
 	t := now()
 	u := User{ID: newID(), Name: deref(req.Name), Email: deref(req.Email), Role: auth.RoleCustomer, CreatedAt: t, UpdatedAt: t}
 	if req.Role != nil {
@@ -64,7 +66,7 @@ func (s *Service) newUser(ctx context.Context, req registerRequest, passwordRequ
 	if req.Password == nil {
 		return u, "", nil
 	}
-	hash, err := s.hasher.Hash(ctx, *req.Password)
+	hash, err := s.hasher.For(queue).Hash(ctx, *req.Password)
 	if errors.Is(err, auth.ErrBusy) {
 		return User{}, "", problem.Wrap(problem.Unavailable, err, "too many sign-ups at once; try again")
 	}
@@ -96,7 +98,7 @@ func (s *Service) create(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) createUser(w http.ResponseWriter, r *http.Request, req registerRequest, passwordRequired bool) error {
-	u, hash, err := s.newUser(r.Context(), req, passwordRequired)
+	u, hash, err := s.newUser(r.Context(), clientAddr(r), req, passwordRequired)
 	if err != nil {
 		return err
 	}
@@ -132,31 +134,9 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 	if msg != "" {
 		return problem.Field("email", msg)
 	}
-	keys := []string{"account:" + email.Key, "address:" + clientAddr(r)}
-	wait, err := s.store.loginBlocked(r.Context(), keys...)
+	id, role, err := s.checkPassword(w, r, email.Key, *req.Password)
 	if err != nil {
 		return err
-	}
-	if wait > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second).Seconds())+1))
-		return problem.New(problem.TooManyRequests, "too many failed logins; try again in %s", wait.Round(time.Second))
-	}
-	id, hash, role, err := s.store.credentials(r.Context(), email.Key)
-	if err != nil {
-		return err
-	}
-	ok, err := s.hasher.Verify(r.Context(), *req.Password, hash)
-	if errors.Is(err, auth.ErrBusy) {
-		return problem.Wrap(problem.Unavailable, err, "too many logins at once; try again")
-	}
-	if err != nil {
-		return err
-	}
-	if !ok {
-		if err := s.store.recordLoginFailure(r.Context(), keys...); err != nil {
-			return err
-		}
-		return problem.New(problem.Unauthorized, "wrong email or password")
 	}
 	key, err := s.store.ActiveKey(r.Context())
 	if err != nil {
@@ -169,6 +149,54 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "no-store")
 	server.WriteJSON(w, http.StatusOK, Token{AccessToken: token, TokenType: "Bearer", ExpiresIn: int(auth.TokenTTL.Seconds())})
 	return nil
+}
+
+// checkPassword checks the password of the account whose email has key,
+// under the login throttle (throttle.go), and returns the account's id and
+// role. A wrong email or password is Unauthorized, a try that must wait
+// TooManyRequests with Retry-After, and one the hasher had no room for
+// Unavailable: none of these says whether the account exists.
+func (s *Service) checkPassword(w http.ResponseWriter, r *http.Request, emailKey, password string) (id, role string, err error) {
+	ctx := r.Context()
+	addr := clientAddr(r)
+	keys := newLoginKeys(emailKey, addr)
+	wait, err := s.store.beginLogin(ctx, keys)
+	if err != nil {
+		return "", "", err
+	}
+	if wait > 0 {
+		secs := int(math.Ceil(wait.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		return "", "", problem.New(problem.TooManyRequests, "too many failed logins; try again in %s", time.Duration(secs)*time.Second)
+	}
+	ok := false
+	checked := false
+	defer func() {
+		if ok || !checked {
+			// The failure counted in advance was not one.
+			if end := s.store.endLogin(context.WithoutCancel(ctx), keys, ok); end != nil && err == nil {
+				err = end
+			}
+		}
+	}()
+	id, hash, role, err := s.store.credentials(ctx, emailKey)
+	if err != nil {
+		return "", "", err
+	}
+	// Each client address is a queue of its own: a storm from some
+	// addresses does not starve the others.
+	ok, err = s.hasher.For(addr).Verify(ctx, password, hash)
+	if errors.Is(err, auth.ErrBusy) {
+		return "", "", problem.Wrap(problem.Unavailable, err, "too many logins at once; try again")
+	}
+	if err != nil {
+		return "", "", err
+	}
+	checked = true
+	if !ok {
+		return "", "", problem.New(problem.Unauthorized, "wrong email or password")
+	}
+	return id, role, nil
 }
 
 // clientAddr is the client's address as the gateway saw it, from the

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,7 +77,7 @@ func (c Config) Build(d service.Deps) (service.Parts, error) {
 	if lead == 0 {
 		lead = KeyLead
 	}
-	s := &Service{store: NewStore(d.DB, d.Outbox), hasher: d.Hasher, keyLead: max(lead, 0)}
+	s := &Service{store: NewStore(d.DB, d.Outbox), hasher: d.Hasher, keyLead: max(lead, 0), log: d.Log}
 	init := func(ctx context.Context) (string, error) {
 		var err error
 		if s.apiKeys, err = d.APIKeys(ctx); err != nil {
@@ -100,7 +101,24 @@ func (c Config) Build(d service.Deps) (service.Parts, error) {
 		return fmt.Sprintf("Admin account (first start, shown once): %s, password %s\n"+
 			"  To choose your own: --admin-password '…' (it replaces the password at that start).", c.AdminEmail, generated), nil
 	}
-	return service.Parts{Routes: s.Routes, Consumers: s.Consumers(), Init: init}, nil
+	return service.Parts{Routes: s.Routes, Consumers: s.Consumers(), Init: init, Loops: []service.Loop{s.forgetLogins}}, nil
+}
+
+// forgetLogins deletes drained login counters every ten minutes until ctx
+// ends.
+func (s *Service) forgetLogins(ctx context.Context) {
+	tick := time.NewTicker(10 * time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case t := <-tick.C:
+			if err := s.store.forgetLogins(ctx, t.UTC()); err != nil && ctx.Err() == nil {
+				s.log.Warn("forgetting drained login counters failed", "err", err)
+			}
+		}
+	}
 }
 
 // Service serves the users API: users, registration and login, signing
@@ -110,4 +128,5 @@ type Service struct {
 	hasher  *auth.Hasher
 	keyLead time.Duration
 	apiKeys jetstream.KeyValue
+	log     *slog.Logger
 }
