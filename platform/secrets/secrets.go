@@ -8,7 +8,8 @@
 // never touches the values. Both seals are bound to the value's context
 // (its row's id, say): a sealed value copied to another row does not open.
 //
-// A keyring is a small text file (mode 0600), one KEK per line as
+// A keyring is a small text file (mode 0600; never open to every user), one
+// KEK per line as
 // "<id> <base64 of 32 bytes>", the primary first:
 //
 //	k20261126a1b2c3d4 3q2+7w...=
@@ -233,8 +234,10 @@ func (k *Keyring) reload() error {
 	if err != nil {
 		return fmt.Errorf("secrets: the keyring: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return fmt.Errorf("secrets: the keyring %s is readable by others (mode %o): chmod 600 it", k.path, fi.Mode().Perm())
+	// Group access is allowed: a Kubernetes Secret mounted for a pod's
+	// fsGroup is group-readable. Anyone else's is not.
+	if fi.Mode().Perm()&0o007 != 0 {
+		return fmt.Errorf("secrets: the keyring %s is open to every user (mode %o): chmod 600 it", k.path, fi.Mode().Perm())
 	}
 	b, err := os.ReadFile(k.path)
 	if err != nil {
