@@ -90,7 +90,7 @@ func TestSecretsRotate(t *testing.T) {
 	}
 
 	out := rotate()
-	if !strings.Contains(out, "payments: payment_methods.card: 1 re-wrapped") {
+	if !strings.Contains(out, "payments: payment_methods.card: 1 re-wrapped") || !strings.Contains(out, "users: signing_keys.private_key: 1 re-wrapped") {
 		t.Errorf("rotate said:\n%s", out)
 	}
 	second := keys()

@@ -31,7 +31,7 @@ func signingKey(t *testing.T, dir string) auth.SigningKey {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	k, err := users.NewStore(db, nil).ActiveKey(context.Background())
+	k, err := users.NewStore(db, nil, testKeyring(t, dir)).ActiveKey(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

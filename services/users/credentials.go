@@ -14,6 +14,7 @@ import (
 	"github.com/souk-shop/souk/api/usersv1"
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/secrets"
 )
 
 // Credential, signing-key and API-key storage. Everything here lives in the
@@ -122,11 +123,62 @@ func (s *Store) ActiveKey(ctx context.Context) (auth.SigningKey, error) {
 	if err != nil {
 		return auth.SigningKey{}, fmt.Errorf("signing key: %w", err)
 	}
-	raw, err := base64.StdEncoding.DecodeString(seed)
-	if err != nil || len(raw) != ed25519.SeedSize {
-		return auth.SigningKey{}, fmt.Errorf("signing key %s is corrupt", kid)
+	raw, err := s.openSeed(kid, seed)
+	if err != nil {
+		return auth.SigningKey{}, err
 	}
 	return auth.SigningKey{ID: kid, Private: ed25519.NewKeyFromSeed(raw)}, nil
+}
+
+// openSeed returns a signing key's seed as stored: sealed with the keyring
+// (platform/secrets), bound to the key's id; or, written by a version
+// before sealing, in base64, until SealKeys seals it at the next start.
+func (s *Store) openSeed(kid, stored string) ([]byte, error) {
+	raw, err := base64.StdEncoding.DecodeString(stored)
+	if _, notSealed := secrets.KeyOf(stored); notSealed == nil {
+		raw, err = s.keys.Open(stored, []byte(kid))
+	}
+	if err != nil || len(raw) != ed25519.SeedSize {
+		return nil, fmt.Errorf("signing key %s does not open: %v", kid, err)
+	}
+	return raw, nil
+}
+
+// SealKeys seals the signing keys a version before sealing stored in
+// base64, and returns how many it sealed.
+func (s *Store) SealKeys(ctx context.Context) (int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT kid, private_key FROM signing_keys WHERE private_key NOT LIKE 'souk1.%'`)
+	if err != nil {
+		return 0, err
+	}
+	type key struct{ kid, stored string }
+	var clear []key
+	for rows.Next() {
+		var k key
+		if err := rows.Scan(&k.kid, &k.stored); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		clear = append(clear, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, k := range clear {
+		raw, err := s.openSeed(k.kid, k.stored)
+		if err != nil {
+			return 0, err
+		}
+		sealed, err := s.keys.Seal(raw, []byte(k.kid))
+		if err != nil {
+			return 0, err
+		}
+		if _, err := s.db.ExecContext(ctx, `UPDATE signing_keys SET private_key = $1 WHERE kid = $2 AND private_key = $3`, sealed, k.kid, k.stored); err != nil {
+			return 0, err
+		}
+	}
+	return len(clear), nil
 }
 
 // KeyLead is how long a new signing key is published before it signs:
@@ -146,14 +198,18 @@ func (s *Store) RotateKey(ctx context.Context, lead time.Duration) (string, time
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	kid := hex.EncodeToString(b[:])
+	sealed, err := s.keys.Seal(seed, []byte(kid))
+	if err != nil {
+		return "", time.Time{}, err
+	}
 	t := now()
 	activates := t.Add(lead)
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL OR retired_at > $1`, activates); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, private_key, created_at, activates_at) VALUES ($1, $2, $3, $4)`,
-			kid, base64.StdEncoding.EncodeToString(seed), t, activates)
+			kid, sealed, t, activates)
 		return err
 	})
 	if err != nil {
@@ -179,9 +235,9 @@ func (s *Store) PublicKeys(ctx context.Context) (auth.JWKS, error) {
 		if err := rows.Scan(&kid, &seed); err != nil {
 			return auth.JWKS{}, err
 		}
-		raw, err := base64.StdEncoding.DecodeString(seed)
-		if err != nil || len(raw) != ed25519.SeedSize {
-			return auth.JWKS{}, fmt.Errorf("signing key %s is corrupt", kid)
+		raw, err := s.openSeed(kid, seed)
+		if err != nil {
+			return auth.JWKS{}, err
 		}
 		pub := ed25519.NewKeyFromSeed(raw).Public().(ed25519.PublicKey)
 		set.Keys = append(set.Keys, auth.PublicJWK(kid, pub))

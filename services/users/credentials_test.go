@@ -1,10 +1,13 @@
 package users
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/store"
 )
 
@@ -22,8 +26,41 @@ func TestCredentials(t *testing.T) {
 		if err := events.Migrate(ctx, db, Name, testenv.Logger(t)); err != nil {
 			t.Fatal(err)
 		}
-		st := NewStore(db, events.NewOutbox(db))
+		st := NewStore(db, events.NewOutbox(db), testKeyring(t))
 		hasher := auth.NewHasher(2)
+
+		t.Run("signing keys are sealed at rest, and those stored in clear before get sealed", func(t *testing.T) {
+			k, err := st.ActiveKey(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stored string
+			if err := db.QueryRowContext(ctx, `SELECT private_key FROM signing_keys WHERE kid = $1`, k.ID).Scan(&stored); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(stored, "souk1.") || strings.Contains(stored, base64.StdEncoding.EncodeToString(k.Private.Seed())) {
+				t.Fatalf("signing key %s stored as %q: not sealed", k.ID, stored)
+			}
+			// A key as a version before sealing stored it.
+			old := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+			if _, err := db.ExecContext(ctx, `INSERT INTO signing_keys (kid, private_key, created_at, activates_at) VALUES ('legacy', $1, $2, $2)`,
+				base64.StdEncoding.EncodeToString(old.Seed()), time.Now().UTC()); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := st.SealKeys(ctx); err != nil || n != 1 {
+				t.Fatalf("SealKeys = %d, %v; want the one legacy key", n, err)
+			}
+			if n, err := st.SealKeys(ctx); err != nil || n != 0 {
+				t.Fatalf("SealKeys again = %d, %v; want none", n, err)
+			}
+			db.QueryRowContext(ctx, `SELECT private_key FROM signing_keys WHERE kid = 'legacy'`).Scan(&stored)
+			if raw, err := st.openSeed("legacy", stored); err != nil || !bytes.Equal(raw, old.Seed()) || !strings.HasPrefix(stored, "souk1.") {
+				t.Fatalf("the legacy key after SealKeys: %q, %v", stored, err)
+			}
+			if _, err := db.ExecContext(ctx, `DELETE FROM signing_keys WHERE kid = 'legacy'`); err != nil {
+				t.Fatal(err)
+			}
+		})
 
 		t.Run("the first signing key is made on demand and published", func(t *testing.T) {
 			k1, err := st.ActiveKey(ctx)
@@ -176,4 +213,14 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// testKeyring is a keyring of its own for a test.
+func testKeyring(t *testing.T) *secrets.Keyring {
+	t.Helper()
+	k, err := secrets.Ensure(filepath.Join(t.TempDir(), "keyring"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/souk-shop/souk/platform/auth"
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/service"
 )
 
@@ -69,6 +70,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// Sealed are the columns that hold sealed values: the signing keys' seeds.
+func (Config) Sealed() []secrets.Column {
+	return []secrets.Column{{Table: "signing_keys", Key: "kid", Value: "private_key"}}
+}
+
 // Build makes the service: its API, the projection of API keys into the
 // bucket gateways read (opened at start), and, at start, the admin
 // account.
@@ -77,11 +83,16 @@ func (c Config) Build(d service.Deps) (service.Parts, error) {
 	if lead == 0 {
 		lead = KeyLead
 	}
-	s := &Service{store: NewStore(d.DB, d.Outbox), hasher: d.Hasher, keyLead: max(lead, 0), log: d.Log}
+	s := &Service{store: NewStore(d.DB, d.Outbox, d.Keyring), hasher: d.Hasher, keyLead: max(lead, 0), log: d.Log}
 	init := func(ctx context.Context) (string, error) {
 		var err error
 		if s.apiKeys, err = d.APIKeys(ctx); err != nil {
 			return "", err
+		}
+		if n, err := s.store.SealKeys(ctx); err != nil {
+			return "", err
+		} else if n > 0 {
+			d.Log.Info("signing keys stored in clear by an earlier version are sealed now", "keys", n)
 		}
 		left, err := s.store.FillEmailKeys(ctx)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/souk-shop/souk/api/usersv1"
 	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
+	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/store"
 )
 
@@ -18,11 +19,14 @@ import (
 type Store struct {
 	db     *store.DB
 	outbox *events.Outbox
+	keys   *secrets.Keyring // seals the signing keys
 }
 
 // NewStore returns a store over db, which must be migrated, with its
-// events going to outbox.
-func NewStore(db *store.DB, outbox *events.Outbox) *Store { return &Store{db: db, outbox: outbox} }
+// events going to outbox and its signing keys sealed with keys.
+func NewStore(db *store.DB, outbox *events.Outbox, keys *secrets.Keyring) *Store {
+	return &Store{db: db, outbox: outbox, keys: keys}
+}
 
 const userColumns = `id, name, email, role, created_at, updated_at`
 

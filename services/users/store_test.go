@@ -25,7 +25,7 @@ func TestStore(t *testing.T) {
 		if err := events.Migrate(context.Background(), db, Name, testenv.Logger(t)); err != nil {
 			t.Fatal(err)
 		}
-		testStore(t, NewStore(db, events.NewOutbox(db)), db)
+		testStore(t, NewStore(db, events.NewOutbox(db), testKeyring(t)), db)
 	})
 }
 
