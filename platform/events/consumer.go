@@ -67,12 +67,20 @@ type ConsumerConfig struct {
 	AckWait time.Duration
 	// Batch is how many events at most share one database transaction.
 	// By default 256 on SQLite, where one writer at a time is the rule
-	// anyway, and 1 on PostgreSQL: there consumers run their transactions
-	// side by side, a batch takes its row locks in the order of its events,
-	// and two batches that lock the same rows in different orders deadlock
-	// (PostgreSQL breaks the tie after a second). Set it on PostgreSQL only
-	// for handlers that lock no row another consumer locks.
+	// anyway. On PostgreSQL consumers run their transactions side by side,
+	// a batch takes its row locks in the order of its events, and two
+	// batches that lock the same rows in different orders deadlock
+	// (PostgreSQL breaks the tie after a second): there the default is 256
+	// for a Keyed consumer, whose batches lock in one order, and 1 for the
+	// others.
 	Batch int
+	// Keyed says that each handler writes only rows of the aggregate its
+	// event's subject names (the order an answer is about, say) and locks
+	// none of another's. A keyed consumer applies a batch in the order of
+	// its subjects (each subject's events in the order they came), so every
+	// keyed batch, of any consumer, takes its row locks in one order and
+	// none waits for another in a cycle.
+	Keyed bool
 	// InboxRetention is how long processed ids are kept; 35 days. It must
 	// outlast any way an event can come back: the stream's max age (7
 	// days) and a replay from the dead letters (kept 30 days).
@@ -111,7 +119,7 @@ func (c *ConsumerConfig) defaults(dialect store.Dialect) {
 	}
 	if c.Batch <= 0 {
 		c.Batch = 256
-		if dialect == store.Postgres {
+		if dialect == store.Postgres && !c.Keyed {
 			c.Batch = 1
 		}
 	}
@@ -385,6 +393,9 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 		}
 		evs[i] = e
 	}
+	if c.cfg.Keyed && len(batch) > 1 {
+		bySubject(batch, evs, outcomes)
+	}
 	applies := c.prepare(ctx, evs, outcomes)
 	decided := slices.Clone(outcomes)
 	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
@@ -433,6 +444,22 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 	}
 	c.release(batch...)
 	return nil
+}
+
+// bySubject orders a batch by its events' subjects, keeping each
+// subject's events in the order they came: the order a keyed consumer
+// locks rows in. An event that did not decode has no subject and goes
+// first, touching nothing.
+func bySubject(batch []jetstream.Msg, evs []Event, outcomes []outcome) {
+	idx := make([]int, len(batch))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return strings.Compare(evs[a].Subject, evs[b].Subject) })
+	ms, es, os := slices.Clone(batch), slices.Clone(evs), slices.Clone(outcomes)
+	for to, from := range idx {
+		batch[to], evs[to], outcomes[to] = ms[from], es[from], os[from]
+	}
 }
 
 // prepare decodes the batch's undecided events and makes their handlers'

@@ -803,3 +803,78 @@ func TestProgressAcks(t *testing.T) {
 		t.Fatalf("9 events, each slower than AckWait, were called %d times: the broker delivered some again", n)
 	}
 }
+
+// TestKeyedBatches runs two consumers side by side on PostgreSQL whose
+// streams name the same aggregates in opposite orders, each locking the
+// aggregate's row: batches applied in stream order would lock the rows in
+// opposite orders and deadlock; keyed batches lock them in one order.
+func TestKeyedBatches(t *testing.T) {
+	dbe := testenv.Databases()[len(testenv.Databases())-1]
+	if dbe.Name != "postgres" {
+		t.Skip("deadlocks between batches are PostgreSQL's: set " + testenv.PostgresEnv)
+	}
+	e := newEnv(t, dbe, testenv.Brokers()[0])
+	ctx := context.Background()
+	const aggregates, rounds = 20, 40
+	if _, err := e.db.ExecContext(ctx, `CREATE TABLE aggregates (id TEXT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range aggregates {
+		if _, err := e.db.ExecContext(ctx, `INSERT INTO aggregates (id, n) VALUES ($1, 0)`, fmt.Sprint("s", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up, down := e.typ, "souk."+e.service+".v1.Other"
+	var deadlocks atomic.Int64
+	lock := func(ctx context.Context, tx *sql.Tx, ev Event) error {
+		_, err := tx.ExecContext(ctx, `UPDATE aggregates SET n = n + 1 WHERE id = $1`, ev.Subject)
+		if err != nil && strings.Contains(err.Error(), "deadlock") {
+			deadlocks.Add(1)
+		}
+		return err
+	}
+	for _, typ := range []string{up, down} {
+		c, err := NewConsumer(e.db, e.js, ConsumerConfig{
+			Name: e.service + "-" + typ[strings.LastIndexByte(typ, '.')+1:], Handlers: map[string]Handler{typ: rawHandler(lock).handler()},
+			Keyed: true, AckWait: 5 * time.Second,
+		}, testenv.Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		run(t, c.Run)
+	}
+	// The events first, then the relay: the consumers meet full batches.
+	for range rounds {
+		err := e.outbox.Do(ctx, func(tx *sql.Tx) error {
+			for i := range aggregates {
+				if err := e.outbox.Emit(ctx, tx, up, fmt.Sprint("s", i), map[string]int{"n": i}); err != nil {
+					return err
+				}
+				if err := e.outbox.Emit(ctx, tx, down, fmt.Sprint("s", aggregates-1-i), map[string]int{"n": i}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.startRelay(t)
+	want := int64(2 * rounds)
+	if !testenv.Eventually(30*time.Second, func() bool {
+		var min int64
+		e.db.QueryRow(`SELECT MIN(n) FROM aggregates`).Scan(&min)
+		return min == want
+	}) {
+		t.Fatalf("the aggregates did not all reach %d", want)
+	}
+	var max int64
+	e.db.QueryRow(`SELECT MAX(n) FROM aggregates`).Scan(&max)
+	if max != want {
+		t.Errorf("an aggregate reached %d, want %d: an effect was applied twice", max, want)
+	}
+	if n := deadlocks.Load(); n > 0 {
+		t.Errorf("%d deadlocks between the two consumers' batches", n)
+	}
+}

@@ -22,7 +22,9 @@ func (s *Service) Consumers() []events.ConsumerConfig {
 	} {
 		handlers[typ] = answer
 	}
-	return events.PerType(events.ConsumerConfig{Name: "orders", Handlers: handlers, Outbox: s.store.outbox})
+	// Each answer locks and writes its own order only: batches of them
+	// share PostgreSQL without deadlocks.
+	return events.PerType(events.ConsumerConfig{Name: "orders", Handlers: handlers, Outbox: s.store.outbox, Keyed: true})
 }
 
 // RunDeadlines cancels unfinished orders past their deadline, twice a

@@ -17,6 +17,10 @@ func (s *Service) Consumers() []events.ConsumerConfig {
 	cs := events.PerType(events.ConsumerConfig{
 		Name:   "payments",
 		Outbox: s.store.outbox,
+		// Each request touches its own order's payment and provider
+		// operations only: batches of them share PostgreSQL without
+		// deadlocks.
+		Keyed: true,
 		Handlers: map[string]events.Handler{
 			saga.PaymentRequested:        events.OnAfterCall(s.authorize, s.authorized),
 			saga.PaymentCaptureRequested: events.OnAfterCall(s.capture, s.captured),
