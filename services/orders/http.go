@@ -8,8 +8,12 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/souk-shop/souk/api/money"
 	"github.com/souk-shop/souk/api/saga"
@@ -21,8 +25,10 @@ import (
 // Routes registers every route of the orders API.
 func (s *Service) Routes(rt *server.Router) {
 	rt.Handle("POST /orders", s.place)
+	rt.Handle("GET /orders", s.list)
 	rt.Handle("GET /orders/{id}", s.get)
 	rt.Handle("GET /orders/{id}/events", s.events)
+	rt.Handle("GET /orders/{id}/stream", s.stream)
 	rt.Handle("POST /orders/{id}/cancel", s.cancel)
 }
 
@@ -118,6 +124,8 @@ func (s *Service) place(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The console finds an order's trace by this attribute.
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("order.id", o.ID))
 	w.Header().Set("Location", "/orders/"+o.ID)
 	status := http.StatusCreated
 	if !created {
@@ -212,6 +220,36 @@ func (s *Service) get(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// list pages through the caller's orders, newest first; an admin may ask
+// for everyone's with ?scope=all.
+func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
+	caller := auth.FromRequest(r)
+	if err := caller.RequireUser(); err != nil {
+		return err
+	}
+	q, err := server.ParsePageQuery(r)
+	if err != nil {
+		return err
+	}
+	customer := caller.UserID
+	switch r.URL.Query().Get("scope") {
+	case "", "mine":
+	case "all":
+		if err := caller.RequireAdmin(); err != nil {
+			return err
+		}
+		customer = ""
+	default:
+		return problem.Field("scope", "must be mine or all")
+	}
+	orders, err := s.store.List(r.Context(), customer, q.After, q.Limit+1)
+	if err != nil {
+		return err
+	}
+	server.WriteJSON(w, http.StatusOK, server.NewPage(orders, q, func(o Order) string { return o.ID }))
+	return nil
+}
+
 func (s *Service) events(w http.ResponseWriter, r *http.Request) error {
 	_, log, err := s.own(r)
 	if err != nil {
@@ -220,6 +258,74 @@ func (s *Service) events(w http.ResponseWriter, r *http.Request) error {
 	server.WriteJSON(w, http.StatusOK, map[string]any{"items": log})
 	return nil
 }
+
+// orderUpdate is one event of an order's stream: the order's state, and
+// the entries of its log the client has not seen yet.
+type orderUpdate struct {
+	Order  Order   `json:"order"`
+	Events []Event `json:"events"`
+}
+
+// stream follows an order as Server-Sent Events until it is confirmed or
+// cancelled: an "order" event whenever its log grows, with id the log's
+// last seq, so that a client that connects again (Last-Event-ID) gets only
+// what it missed. The log is read again every pollEvery: the answer that
+// moves an order on may be applied by any instance of orders.
+func (s *Service) stream(w http.ResponseWriter, r *http.Request) error {
+	o, log, err := s.own(r)
+	if err != nil {
+		return err
+	}
+	id := o.ID
+	seen, _ := strconv.ParseInt(r.Header.Get("Last-Event-ID"), 10, 64)
+	es, err := server.NewEventStream(w, time.Second)
+	if err != nil {
+		return nil // the client left
+	}
+	ctx := r.Context()
+	end := time.NewTimer(time.Until(server.StreamUntil(r)))
+	defer end.Stop()
+	poll := time.NewTicker(pollEvery)
+	defer poll.Stop()
+	quiet := 0
+	for {
+		if last := log[len(log)-1].Seq; last > seen {
+			var fresh []Event
+			for _, e := range log {
+				if e.Seq > seen {
+					fresh = append(fresh, e)
+				}
+			}
+			if err := es.Send(strconv.FormatInt(last, 10), "order", orderUpdate{Order: o, Events: fresh}); err != nil {
+				return nil
+			}
+			seen, quiet = last, 0
+		} else if quiet++; quiet%int(5*time.Second/pollEvery) == 0 {
+			if err := es.Ping(); err != nil {
+				return nil
+			}
+		}
+		if Terminal(o.Status) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-end.C:
+			return nil
+		case <-poll.C:
+		}
+		if o, log, err = s.store.Load(ctx, id); err != nil {
+			if ctx.Err() == nil {
+				s.log.WarnContext(ctx, "order stream: reading the order failed", "order", id, "err", err)
+			}
+			return nil // the status line is out; the client connects again
+		}
+	}
+}
+
+// pollEvery is how often an order's stream reads its log.
+const pollEvery = 100 * time.Millisecond
 
 func (s *Service) cancel(w http.ResponseWriter, r *http.Request) error {
 	o, _, err := s.own(r)

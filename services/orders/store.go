@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/souk-shop/souk/api/saga"
@@ -214,4 +215,59 @@ func (s *Store) overdue(ctx context.Context, limit int) ([]string, error) {
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
+}
+
+// List returns up to limit orders, newest first, placed before the order
+// before ("" for the newest): the customer's, or everyone's if customerID
+// is "". Their logs are read in one query.
+func (s *Store) List(ctx context.Context, customerID, before string, limit int) ([]Order, error) {
+	q := `SELECT id FROM orders WHERE ($1 = '' OR customer_id = $1) AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3`
+	rows, err := s.db.QueryContext(ctx, q, customerID, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil || len(ids) == 0 {
+		return []Order{}, err
+	}
+	args := make([]any, len(ids))
+	marks := make([]string, len(ids))
+	for i, id := range ids {
+		args[i], marks[i] = id, fmt.Sprintf("$%d", i+1)
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT order_id, seq, type, data, at FROM order_events WHERE order_id IN (`+
+		strings.Join(marks, ", ")+`) ORDER BY order_id, seq`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	logs := map[string][]Event{}
+	for rows.Next() {
+		var id, data string
+		var e Event
+		if err := rows.Scan(&id, &e.Seq, &e.Type, &data, &e.At); err != nil {
+			return nil, err
+		}
+		e.Data, e.At = json.RawMessage(data), e.At.UTC()
+		logs[id] = append(logs[id], e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]Order, 0, len(ids))
+	for _, id := range ids {
+		if log := logs[id]; len(log) > 0 {
+			out = append(out, fold(id, log))
+		}
+	}
+	return out, nil
 }
