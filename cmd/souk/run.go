@@ -365,7 +365,8 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 	if err != nil {
 		return err
 	}
-	cfg := system.Config{NATS: s.NATS, NATSCredentials: func(string) broker.Credentials { return s.credentials() }, Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams,
+	cfg := system.Config{NATS: s.NATS, NATSCredentials: func(string) broker.Credentials { return s.credentials() }, NATSWait: 30 * time.Second,
+		Registry: discovery.Config{TTL: s.RegistryTTL}, Streams: streams,
 		Services: s.Services, Tracing: s.traceFlags.config(getenv, s.TraceSample), Server: server.DefaultConfig()}
 	if s.Service == system.GatewayName {
 		if getenv("GOGC") == "" {

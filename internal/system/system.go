@@ -47,6 +47,9 @@ type Config struct {
 	// The embedded server makes its own: one identity per service, the
 	// gateway and admin, in DataDir/credentials.
 	NATSCredentials func(identity string) broker.Credentials
+	// NATSWait is how long to wait at start for the external NATS to
+	// answer at all (souk serve: 30s, for pods that start before it).
+	NATSWait time.Duration
 	// DataDir holds the embedded NATS files.
 	DataDir string
 	// Services are every service's settings; Instances says which run.
@@ -197,7 +200,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err 
 			if cfg.NATSCredentials != nil {
 				creds = cfg.NATSCredentials(identity)
 			}
-			return broker.Connect(cfg.NATS, identity, creds, log)
+			return broker.ConnectWaiting(cfg.NATS, identity, creds, cfg.NATSWait, log)
 		}
 	}
 	if sys.tracing, err = telemetry.NewTracing(ctx, cfg.Tracing); err != nil {

@@ -223,15 +223,30 @@ func (e *Embedded) Shutdown() {
 // Once connected, the connection reconnects forever; the first connection
 // must succeed within the timeout, so that a wrong URL fails at start.
 func Connect(url, name string, creds Credentials, log *slog.Logger) (*nats.Conn, error) {
+	return ConnectWaiting(url, name, creds, 0, log)
+}
+
+// ConnectWaiting is Connect for a process that often starts before its
+// NATS (a pod before the NATS pods, a container before the server is up):
+// while no server answers at all, it tries again every second, for up to
+// wait, rather than exiting to be restarted with a growing back-off.
+func ConnectWaiting(url, name string, creds Credentials, wait time.Duration, log *slog.Logger) (*nats.Conn, error) {
 	opts, err := creds.options()
 	if err != nil {
 		return nil, err
 	}
-	nc, err := nats.Connect(url, append(connOptions(name, log), opts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to nats at %s: %w", url, err)
+	deadline := time.Now().Add(wait)
+	for {
+		nc, err := nats.Connect(url, append(connOptions(name, log), opts...)...)
+		if err == nil {
+			return nc, nil
+		}
+		if !errors.Is(err, nats.ErrNoServers) || !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("connect to nats at %s: %w", url, err)
+		}
+		log.Warn("no NATS server answers yet; waiting", "url", url, "for", time.Until(deadline).Round(time.Second))
+		time.Sleep(time.Second)
 	}
-	return nc, nil
 }
 
 func connOptions(name string, log *slog.Logger) []nats.Option {
