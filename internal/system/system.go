@@ -32,6 +32,7 @@ import (
 	"github.com/souk-shop/souk/platform/store"
 	"github.com/souk-shop/souk/platform/telemetry"
 	"github.com/souk-shop/souk/services/gateway"
+	"github.com/souk-shop/souk/web"
 )
 
 // Config says what one process runs.
@@ -464,6 +465,15 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	gw := gateway.New(gc.Config, authn, limiter, upstream, u.prover, metrics, log)
 	gw.Trace(tp)
 	gw.Routes(rt)
+	// The storefront and the console, whose pages call the API above.
+	site, err := web.New()
+	if err != nil {
+		return err
+	}
+	for _, p := range web.Patterns() {
+		rt.HandleHTTP(p, site)
+	}
+	rt.NoTrace(web.Untraced)
 	if err := s.serve(u, gc.Addr, rt, log, scfg, gc.TLS); err != nil {
 		return err
 	}

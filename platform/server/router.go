@@ -42,6 +42,9 @@ type Router struct {
 	// verify, if set, checks who sent each request but the probes' and
 	// scrapes'; its context goes on to the handler.
 	verify func(*http.Request) (context.Context, error)
+	// untraced, if set, names paths besides the operational ones that
+	// get no span (static files, say).
+	untraced func(path string) bool
 }
 
 // NewRouter returns an empty router that logs to log and records metrics in m.
@@ -61,6 +64,12 @@ func (rt *Router) Trace(tp trace.TracerProvider, trustParent bool) {
 // runs: its error is the answer (a 401, say); its context, carrying who
 // sent the request, is the handler's.
 func (rt *Router) Verify(verify func(*http.Request) (context.Context, error)) { rt.verify = verify }
+
+// NoTrace makes the router record no span for requests whose path
+// untraced accepts: requests many and dull enough (a page's files, a
+// console polling) that their traces would push those people look for
+// out of memory. Metrics and logs still count them.
+func (rt *Router) NoTrace(untraced func(path string) bool) { rt.untraced = untraced }
 
 // probe reports whether path is one that probes and scrapes reach with
 // no proof of who they are.
@@ -130,7 +139,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx = telemetry.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
 	}
 	span := trace.SpanFromContext(ctx) // records nothing
-	if !operational(r.URL.Path) {
+	if !operational(r.URL.Path) && (rt.untraced == nil || !rt.untraced(r.URL.Path)) {
 		ctx, span = rt.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
 	}
 	r = r.WithContext(ctx)
