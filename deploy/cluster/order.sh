@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One order through Souk's gateway, as a customer would place it: sign up,
-# log in; as the admin, create a product and stock it; order two, and wait
-# for the saga to confirm the order. Exits 1 unless it is confirmed.
+# log in; as the admin, create a product and stock it; give payments a card
+# for a payment method (its token); order two with it, and wait for the saga
+# to confirm the order. Exits 1 unless it is confirmed.
 # Each step is tried for up to a minute: a system that has just started may
 # answer 503 until every service has registered (the order's retries reuse
 # its Idempotency-Key, so they cannot place it twice).
@@ -29,8 +30,10 @@ adm=$(try json -XPOST "$B/api/auth/login" -d "{\"email\":\"$ADMIN_EMAIL\",\"pass
 product=$(try json -XPOST "$B/api/products" -H "Authorization: Bearer $adm" \
   -d '{"name":"Brass Lamp","description":"warm light","price":{"amount":4999,"currency":"EUR"}}' | field id)
 try json -XPUT "$B/api/inventory/$product" -H "Authorization: Bearer $adm" -d '{"available":10}' >/dev/null
+# payments alone keeps the number, sealed with the keyring's keys; orders sees only the token
+method=$(try json -XPOST "$B/api/payment-methods" -H "Authorization: Bearer $tok" -d '{"card":"4242424242424242"}' | field token)
 order=$(try json -XPOST "$B/api/orders" -H "Authorization: Bearer $tok" -H "Idempotency-Key: $key" \
-  -d "{\"items\":[{\"product_id\":\"$product\",\"quantity\":2}],\"card\":\"4242424242424242\"}" | field id)
+  -d "{\"items\":[{\"product_id\":\"$product\",\"quantity\":2}],\"payment_method\":\"$method\"}" | field id)
 status=""
 for _ in $(seq 1 100); do
   status=$(json "$B/api/orders/$order" -H "Authorization: Bearer $tok" | field status) || true

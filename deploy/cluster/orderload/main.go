@@ -78,8 +78,8 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
-	fmt.Printf("orderload: product %s, customer %s; %.1f orders/s for at most %s (SIGTERM stops it)\n",
-		setup.product, setup.email, c.rate, c.duration)
+	fmt.Printf("orderload: product %s, customer %s paying with %s; %.1f orders/s for at most %s (SIGTERM stops it)\n",
+		setup.product, setup.email, setup.method, c.rate, c.duration)
 
 	res := load(ctx, cl, setup, c)
 	res.print(os.Stdout)
@@ -93,7 +93,7 @@ func run() error {
 			return fmt.Errorf("log in again: %w", err)
 		}
 	}
-	st := settle(cl, setup.token, orderBody(setup.product), res, c.settle)
+	st := settle(cl, setup.token, orderBody(setup.product, setup.method), res, c.settle)
 	fmt.Printf("orderload: orders %d: confirmed %d, cancelled %d, not ended after %s: %d; of %d failed POSTs, %d had placed their order, %d had not\n",
 		st.Orders, st.Confirmed, st.Cancelled, c.settle, st.NotEnded, len(res.failedKeys), st.FailedButPlaced, st.FailedNotPlaced)
 	if c.summary != "" {
@@ -116,12 +116,13 @@ const password = "orderload password 1"
 
 type setup struct {
 	email, token, product string
+	method                string // the customer's payment method: a token for a card payments keeps
 }
 
-// orderBody is every order of the run: one of the product, a card that
-// the simulated provider accepts.
-func orderBody(product string) map[string]any {
-	return map[string]any{"items": []map[string]any{{"product_id": product, "quantity": 1}}, "card": "4242424242424242"}
+// orderBody is every order of the run: one of the product, paid with the
+// customer's payment method (a card that the simulated provider accepts).
+func orderBody(product, method string) map[string]any {
+	return map[string]any{"items": []map[string]any{{"product_id": product, "quantity": 1}}, "payment_method": method}
 }
 
 type client struct {
@@ -180,8 +181,9 @@ func (c *client) login(email, pw string) (string, error) {
 	return tok.AccessToken, err
 }
 
-// setup signs a new customer up, and as the admin creates a product with
-// stock for every order the run may place.
+// setup signs a new customer up and gives payments the customer's card for
+// a payment method, and as the admin creates a product with stock for every
+// order the run may place.
 func (c *client) setup(adminEmail, adminPassword string) (setup, error) {
 	s := setup{email: fmt.Sprintf("orderload-%d@example.com", time.Now().UnixNano())}
 	if _, err := c.do("POST", "/api/auth/register", "", nil,
@@ -192,6 +194,17 @@ func (c *client) setup(adminEmail, adminPassword string) (setup, error) {
 	if s.token, err = c.login(s.email, password); err != nil {
 		return s, err
 	}
+	// Orders carry no card: payments alone keeps it, sealed, and answers a token.
+	var pm struct {
+		Token string `json:"token"`
+	}
+	if _, err := c.do("POST", "/api/payment-methods", s.token, nil, map[string]string{"card": "4242424242424242"}, &pm); err != nil {
+		return s, fmt.Errorf("payment method: %w", err)
+	}
+	if pm.Token == "" {
+		return s, errors.New("payment method: the answer has no token")
+	}
+	s.method = pm.Token
 	admin, err := c.login(adminEmail, adminPassword)
 	if err != nil {
 		return s, fmt.Errorf("admin: %w", err)
@@ -280,7 +293,7 @@ func load(ctx context.Context, c *client, s setup, cfg config) *result {
 	defer report.Stop()
 	sem := make(chan struct{}, cfg.maxInFlight)
 	var wg sync.WaitGroup
-	body := orderBody(s.product)
+	body := orderBody(s.product, s.method)
 	for n := 0; n < cfg.maxOrders; {
 		select {
 		case <-ctx.Done():
