@@ -76,11 +76,17 @@ type ConsumerConfig struct {
 	Batch int
 	// Keyed says that each handler writes only rows of the aggregate its
 	// event's subject names (the order an answer is about, say) and locks
-	// none of another's. A keyed consumer applies a batch in the order of
-	// its subjects (each subject's events in the order they came), so every
-	// keyed batch, of any consumer, takes its row locks in one order and
-	// none waits for another in a cycle.
+	// none of another's, but for what Lock locks first. A keyed consumer
+	// applies a batch in the order of its subjects (each subject's events
+	// in the order they came), so every keyed batch, of any consumer, takes
+	// its row locks in one order and none waits for another in a cycle.
 	Keyed bool
+	// Lock, if set, runs first in each batch's transaction: it locks the
+	// rows the batch's handlers will change beyond their subjects' own (the
+	// products an order reserves, say), all at once and in one global
+	// order (SELECT … ORDER BY key FOR UPDATE), so that a keyed consumer
+	// whose handlers share such rows can batch on PostgreSQL too.
+	Lock func(ctx context.Context, tx *sql.Tx, evs []Event) error
 	// InboxRetention is how long processed ids are kept; 35 days. It must
 	// outlast any way an event can come back: the stream's max age (7
 	// days) and a replay from the dead letters (kept 30 days).
@@ -399,6 +405,9 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 	applies := c.prepare(ctx, evs, outcomes)
 	decided := slices.Clone(outcomes)
 	err := c.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := c.lock(ctx, tx, evs, outcomes); err != nil {
+			return err
+		}
 		if err := c.applyBatch(ctx, tx, evs, applies, outcomes); err != nil {
 			return err
 		}
@@ -407,6 +416,9 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 	if errors.Is(err, errHandlerFailed) {
 		copy(outcomes, decided)
 		err = c.db.InTx(ctx, func(tx *sql.Tx) error {
+			if err := c.lock(ctx, tx, evs, outcomes); err != nil {
+				return err
+			}
 			for i := range evs {
 				if outcomes[i] == (outcome{}) {
 					outcomes[i] = c.applyOne(ctx, tx, evs[i], applies[i])
@@ -443,6 +455,26 @@ func (c *Consumer) process(ctx context.Context, batch []jetstream.Msg) error {
 		}
 	}
 	c.release(batch...)
+	return nil
+}
+
+// lock runs the consumer's Lock over the batch's undecided events.
+func (c *Consumer) lock(ctx context.Context, tx *sql.Tx, evs []Event, outcomes []outcome) error {
+	if c.cfg.Lock == nil {
+		return nil
+	}
+	var undecided []Event
+	for i, e := range evs {
+		if outcomes[i] == (outcome{}) {
+			undecided = append(undecided, e)
+		}
+	}
+	if len(undecided) == 0 {
+		return nil
+	}
+	if err := c.cfg.Lock(ctx, tx, undecided); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
 	return nil
 }
 

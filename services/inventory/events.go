@@ -14,6 +14,11 @@ func (s *Service) Consumers() []events.ConsumerConfig {
 	return events.PerType(events.ConsumerConfig{
 		Name:   "inventory",
 		Outbox: s.store.outbox,
+		// A request changes its order's reservation, and the stock of its
+		// products, which Lock takes first for the whole batch, in product
+		// order: batches of them share PostgreSQL without deadlocks.
+		Keyed: true,
+		Lock:  s.store.lockBatch,
 		Handlers: map[string]events.Handler{
 			saga.OrderPlaced: events.On(func(ctx context.Context, tx *sql.Tx, _ events.Event, d saga.OrderPlacedData) error {
 				return s.store.reserve(ctx, tx, d)

@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -204,6 +205,10 @@ func (s *Store) ExpireReservations(ctx context.Context, limit int) (int, error) 
 	rows.Close()
 	for _, id := range ids {
 		err := s.outbox.Do(ctx, func(tx *sql.Tx) error {
+			// Stock first, as every batch of saga requests takes it.
+			if err := s.lockStock(ctx, tx, []string{id}, nil); err != nil {
+				return err
+			}
 			// Checked again inside the transaction, with the reservation
 			// held: a commit may have won, and a committed sale is not
 			// expired (release would restock it).
@@ -289,4 +294,87 @@ func setStatus(ctx context.Context, tx *sql.Tx, orderID, status string) error {
 // reply writes an answer to the saga into the outbox, in tx.
 func (s *Store) reply(ctx context.Context, tx *sql.Tx, typ string, data saga.Outcome) error {
 	return s.outbox.Emit(ctx, tx, typ, data.OrderID, data)
+}
+
+// lockStock locks, on PostgreSQL, the stock rows that work on these orders
+// will move: the products named, and those reserved for the orders. It
+// locks them all at once, in product order, before any reservation: every
+// transaction that moves stock for more than one product does so, a batch
+// of saga requests as the expiry sweep, so none waits for another in a
+// cycle. SQLite's transactions take turns anyway.
+func (s *Store) lockStock(ctx context.Context, tx *sql.Tx, orders, products []string) error {
+	if s.db.Dialect != store.Postgres {
+		return nil
+	}
+	ids := slices.Clone(products)
+	if len(orders) > 0 {
+		rows, err := tx.QueryContext(ctx, `SELECT product_id FROM reservation_items WHERE order_id IN (`+placeholders(len(orders))+`)`, anys(orders)...)
+		if err != nil {
+			return fmt.Errorf("products of the reservations: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	if len(ids) == 0 {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT product_id FROM stock WHERE product_id IN (`+placeholders(len(ids))+`) ORDER BY product_id FOR UPDATE`, anys(ids)...)
+	if err != nil {
+		return fmt.Errorf("lock stock: %w", err)
+	}
+	rows.Close()
+	return rows.Err()
+}
+
+// lockBatch is the consumers' Lock: the stock of a batch's orders.
+func (s *Store) lockBatch(ctx context.Context, tx *sql.Tx, evs []events.Event) error {
+	var orders, products []string
+	for _, e := range evs {
+		if e.Type == saga.OrderPlaced {
+			var d saga.OrderPlacedData
+			if json.Unmarshal(e.Data, &d) == nil {
+				for _, it := range d.Items {
+					products = append(products, it.ProductID)
+				}
+			}
+			continue
+		}
+		var d saga.OrderRef
+		if json.Unmarshal(e.Data, &d) == nil && d.OrderID != "" {
+			orders = append(orders, d.OrderID)
+		}
+	}
+	return s.lockStock(ctx, tx, orders, products)
+}
+
+// placeholders is "$1, $2, …, $n".
+func placeholders(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", i+1)
+	}
+	return b.String()
+}
+
+func anys(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }
