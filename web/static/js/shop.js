@@ -21,11 +21,11 @@ function renderCartLink() {
 
 function renderAccount() {
   const s = session.get();
-  nav.replaceChildren(...(s
+  nav.replaceChildren(...[...(s
     ? [h('a', { href: '#/orders' }, 'Your orders'),
        s.role === 'admin' ? h('a', { href: '/console/' }, 'Console') : null,
        h('button', { type: 'button', class: 'link', onclick: logout }, `Log out${s.name ? ` (${s.name})` : ''}`)]
-    : [h('a', { href: '#/login' }, 'Log in'), h('a', { href: '#/register' }, 'Sign up')]));
+    : [h('a', { href: '#/login' }, 'Log in'), h('a', { href: '#/register' }, 'Sign up')])].filter(Boolean));
 }
 
 function logout() {
@@ -41,7 +41,7 @@ function logout() {
 function page(title, ...nodes) {
   document.title = `${title} · Souk`;
   const h1 = h('h1', { tabindex: '-1' }, title);
-  main.replaceChildren(h1, ...nodes);
+  main.replaceChildren(h1, ...nodes.filter(Boolean));
   h1.focus();
 }
 
@@ -236,6 +236,8 @@ const stepWords = (type) => ({
   StockCommitRequested: 'Stock requested', PaymentCaptureRequested: 'Capture requested', StockCommitted: 'Stock committed',
   PaymentCaptured: 'Payment captured', OrderConfirmed: 'Order confirmed', OrderCancelled: 'Order cancelled',
   StockReleaseRequested: 'Stock release requested', PaymentCancelRequested: 'Payment cancel requested',
+  StockReleased: 'Stock given back', PaymentCancelled: 'Payment cancelled', StockCommitFailed: 'Stock could not be committed',
+  PaymentCaptureFailed: 'Capture failed',
 }[type.split('.').pop()] || type.split('.').pop());
 
 // An order, followed live until it is confirmed or cancelled.
@@ -254,9 +256,15 @@ function order(id) {
     status.textContent = statusWords[o.status] || o.status;
     status.className = `status ${o.status}`;
     reason.textContent = o.reason ? reasonWords[o.reason] || o.reason : '';
-    summary.replaceChildren(
-      h('p', {}, `Total ${money(o.total)}, placed ${when(o.created_at)}.`),
-      h('ul', {}, o.items.map((l) => h('li', {}, `${l.quantity} × `, h('a', { href: `#/product/${l.product_id}` }, 'product'), ` at ${money(l.unit_price)}`))));
+    if (!summary.childElementCount) {
+      summary.replaceChildren(
+        h('p', {}, `Total ${money(o.total)}, placed ${when(o.created_at)}.`),
+        h('ul', {}, o.items.map((l) => {
+          const link = h('a', { href: `#/product/${l.product_id}` }, 'a product');
+          api('GET', `/api/products/${l.product_id}`).then((p) => { link.textContent = p.name; }, () => {});
+          return h('li', {}, `${l.quantity} × `, link, ` at ${money(l.unit_price)}`);
+        })));
+    }
     steps.append(...data.events.map((e) => h('li', {}, stepWords(e.type), h('span', { class: 'muted' }, ` ${when(e.at)}`))));
     if (o.status === 'confirmed' || o.status === 'cancelled') {
       announce(`Your order is ${o.status}.`);
