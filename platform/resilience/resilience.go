@@ -63,14 +63,16 @@ type BreakerConfig struct {
 // admit the request, with a breaker per instance (discovery.Transport
 // guarded by Breakers), then HTTP/1.1 to the instance. The policies'
 // metrics and the breakers' states are registered with reg.
-func Upstream(w *discovery.Watcher, cfg Config, reg prometheus.Registerer) http.RoundTripper {
+func Upstream(w *discovery.Watcher, cfg Config, reg prometheus.Registerer) *Transport {
 	m := NewMetrics(reg)
 	picked := discovery.NewTransport(discovery.NewP2C(w))
 	breakers := NewBreakers(cfg.Breaker, m, w)
 	reg.MustRegister(breakers)
 	picked.Guard = breakers
 	picked.Panicked = func(service string) { m.rejected.WithLabelValues(service, "every_circuit_open").Inc() }
-	return NewTransport(picked, cfg, m)
+	t := NewTransport(picked, cfg, m)
+	t.breakers = breakers
+	return t
 }
 
 // DefaultConfig suits services that answer in milliseconds.
@@ -276,6 +278,20 @@ func dependencyStatus(status int) bool {
 	return status == http.StatusBadGateway || status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout
 }
 
+// States returns the state of every breaker made so far ("closed",
+// "half_open" or "open"), by instance id, for the instances the registry
+// still lists. An instance this process never called has none yet.
+func (b *Breakers) States() map[string]string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.forgetGone()
+	out := make(map[string]string, len(b.made))
+	for ep, cb := range b.made {
+		out[ep.ID] = stateName(cb.State())
+	}
+	return out
+}
+
 // State is the breaker state of ep, for tests and diagnostics.
 func (b *Breakers) State(ep *discovery.Endpoint) circuitbreaker.State { return b.breaker(ep).State() }
 
@@ -292,9 +308,15 @@ type Transport struct {
 	cfg     Config
 	metrics *Metrics
 
+	breakers *Breakers // nil unless made by Upstream
+
 	mu       sync.Mutex
 	services map[string]*upstream
 }
+
+// Breakers are the circuit breakers of a transport made by Upstream (nil
+// for one made by NewTransport), for those who show their states.
+func (t *Transport) Breakers() *Breakers { return t.breakers }
 
 // upstream is one service's bulkhead, retry budget and retry executor.
 type upstream struct {

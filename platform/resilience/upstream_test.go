@@ -64,8 +64,11 @@ func newUpstream(t *testing.T, instances ...*instance) (http.RoundTripper, *Brea
 	cfg := testConfig()
 	cfg.Breaker = BreakerConfig{FailureRate: 0.5, MinRequests: 5, Window: 10 * time.Second, OpenFor: 300 * time.Millisecond, Probes: 2}
 	cfg.RetryBudget = 1 // these tests count answers, not the budget
-	tr := Upstream(w, cfg, prometheus.NewRegistry()).(*Transport)
-	return tr, tr.next.(*discovery.Transport).Guard.(*Breakers)
+	tr := Upstream(w, cfg, prometheus.NewRegistry())
+	if tr.Breakers() != tr.next.(*discovery.Transport).Guard.(*Breakers) {
+		t.Fatal("Breakers() is not the guard of the transport")
+	}
+	return tr, tr.Breakers()
 }
 
 // state is the breaker state of the instance at url ("" if it has none).
@@ -118,6 +121,9 @@ func TestBreakerHeals(t *testing.T) {
 	if s := breakers.stateOf(a.srv.URL); s != circuitbreaker.OpenState {
 		t.Fatalf("a answered 500 to every request; its circuit is %v, want open", s)
 	}
+	if states := breakers.States(); len(states) != 2 || countState(states, "open") != 1 || countState(states, "closed") != 1 {
+		t.Fatalf("States() = %v, want a open and b closed", states)
+	}
 	before := a.hits.Load()
 	for range 20 {
 		if code := get(t, tr, "GET"); code != 200 {
@@ -138,6 +144,16 @@ func TestBreakerHeals(t *testing.T) {
 			t.Fatalf("while a heals: %d", code)
 		}
 	}
+}
+
+func countState(states map[string]string, state string) int {
+	n := 0
+	for _, s := range states {
+		if s == state {
+			n++
+		}
+	}
+	return n
 }
 
 // TestBreakerJudgesTheInstance: 502, 503 and 504 are an instance speaking
