@@ -96,20 +96,54 @@ func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
 // stream. Every consumer of that subject sees it again; those that
 // processed it before drop it through their inbox.
 func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (DeadLetter, error) {
-	s, err := js.Stream(ctx, DeadLetterStream)
+	return ReplayDeadLetterFrom(ctx, js, seq, "")
+}
+
+// Errors of the dead-letter functions.
+var (
+	ErrNoDeadLetter = errors.New("no such dead letter")
+	ErrNotOurs      = errors.New("the dead letter came from another stream")
+)
+
+// GetDeadLetter returns the dead letter seq, or ErrNoDeadLetter.
+func GetDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (DeadLetter, error) {
+	_, raw, err := getDeadLetter(ctx, js, seq)
 	if err != nil {
 		return DeadLetter{}, err
 	}
+	return deadLetterOf(raw), nil
+}
+
+func getDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (jetstream.Stream, *jetstream.RawStreamMsg, error) {
+	s, err := js.Stream(ctx, DeadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil, fmt.Errorf("dead letter %d: %w", seq, ErrNoDeadLetter)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
 	raw, err := s.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return DeadLetter{}, fmt.Errorf("no dead letter %d", seq)
+		return nil, nil, fmt.Errorf("dead letter %d: %w", seq, ErrNoDeadLetter)
 	}
+	return s, raw, err
+}
+
+// ReplayDeadLetterFrom is ReplayDeadLetter for a dead letter of stream
+// only ("" for any): a service replays the events of its own stream,
+// which are the only ones it may publish, and refuses the others with
+// ErrNotOurs.
+func ReplayDeadLetterFrom(ctx context.Context, js jetstream.JetStream, seq uint64, stream string) (DeadLetter, error) {
+	s, raw, err := getDeadLetter(ctx, js, seq)
 	if err != nil {
 		return DeadLetter{}, err
 	}
 	d := deadLetterOf(raw)
 	if d.Subject == "" || d.Stream == "" {
 		return d, fmt.Errorf("dead letter %d does not say where it came from", seq)
+	}
+	if stream != "" && d.Stream != stream {
+		return d, fmt.Errorf("dead letter %d is from %s, not %s: %w", seq, d.Stream, stream, ErrNotOurs)
 	}
 	m := nats.NewMsg(d.Subject)
 	for k, v := range raw.Header {

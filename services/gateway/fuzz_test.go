@@ -26,6 +26,7 @@ import (
 // fixture is a gateway over the built-in configuration whose upstream is a
 // recorder, and an authenticator with one signing key and one API key.
 type fixture struct {
+	gw       *Gateway
 	router   *server.Router
 	authn    *Authenticator
 	upstream *recorder
@@ -129,7 +130,7 @@ func newFixtureTraced(t testing.TB, cfg Config, tp trace.TracerProvider) *fixtur
 		g.Trace(tp)
 	}
 	g.Routes(rt)
-	return &fixture{router: rt, authn: a, upstream: rec, token: token, apiKey: apiKey, keys: keys}
+	return &fixture{gw: g, router: rt, authn: a, upstream: rec, token: token, apiKey: apiKey, keys: keys}
 }
 
 // FuzzRouting sends arbitrary request lines through the gateway and checks

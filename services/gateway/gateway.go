@@ -50,6 +50,7 @@ type Gateway struct {
 	transport http.RoundTripper
 	prover    *auth.Prover
 	routes    []*route
+	local     map[string]http.Handler // services the gateway serves itself (Host)
 }
 
 // route is a configured route with its defaults applied.
@@ -66,7 +67,7 @@ type route struct {
 func New(cfg Config, authn *Authenticator, limiter *RateLimiter, transport http.RoundTripper, prover *auth.Prover, reg prometheus.Registerer, log *slog.Logger) *Gateway {
 	g := &Gateway{
 		tracer: noop.NewTracerProvider().Tracer(""),
-		cfg:    cfg, auth: authn, limiter: limiter, log: log, transport: transport, prover: prover,
+		cfg:    cfg, auth: authn, limiter: limiter, log: log, transport: transport, prover: prover, local: map[string]http.Handler{},
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "souk_gateway_rate_limited_total", Help: "Requests refused with 429, by route and by which limit.",
 		}, []string{"route", "by"}),
@@ -148,6 +149,10 @@ func (g *Gateway) handler(rt *route) http.Handler {
 			var span trace.Span
 			ctx, span = g.tracer.Start(ctx, rt.spanName, trace.WithSpanKind(trace.SpanKindClient))
 			defer span.End()
+		}
+		if h := g.local[rt.Service]; h != nil {
+			g.serveLocal(ctx, w, r, rt, id, h)
+			return
 		}
 		g.forward(ctx, w, r, rt, id)
 	})
