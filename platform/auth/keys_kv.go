@@ -33,8 +33,17 @@ const keyTTL = 10 * time.Minute
 // until ctx ends; then it deletes it (a process that dies leaves it to
 // expire after its proofs have). It returns once the key is there.
 func PublishKey(ctx context.Context, kv jetstream.KeyValue, p *Prover, log *slog.Logger) error {
-	if _, err := kv.Put(ctx, p.KeyID(), p.PublicKey()); err != nil {
-		return fmt.Errorf("publish key %s: %w", p.KeyID(), err)
+	// A put is safe to repeat; a busy cluster (a server just lost, a
+	// leader moving) may let one time out at start.
+	for try := 1; ; try++ {
+		_, err := kv.Put(ctx, p.KeyID(), p.PublicKey())
+		if err == nil {
+			break
+		}
+		if try == 3 || !errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
+			return fmt.Errorf("publish key %s: %w", p.KeyID(), err)
+		}
+		log.Warn("publishing this process's key timed out; trying again", "key", p.KeyID(), "try", try)
 	}
 	go func() {
 		t := time.NewTicker(time.Minute)
