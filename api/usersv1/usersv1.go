@@ -54,3 +54,32 @@ func (d APIKeyData) Validate() error {
 	}
 	return nil
 }
+
+// SessionsRevoked ends sessions before their access tokens expire: the
+// users service projects it into the revocation list that every gateway
+// follows (a logout, a reused refresh token, a password or role change,
+// a deleted user).
+const SessionsRevoked = "souk.users.v1.SessionsRevoked"
+
+// SessionsRevokedData is the payload of SessionsRevoked: one session of
+// the user ended (SessionID), or every session of the user whose id sorts
+// before SessionsBefore (session ids are UUIDv7, ordered by time).
+type SessionsRevokedData struct {
+	UserID         string    `json:"user_id"`
+	SessionID      string    `json:"session_id,omitempty"`
+	SessionsBefore string    `json:"sessions_before,omitempty"`
+	RevokedAt      time.Time `json:"revoked_at"`
+}
+
+// Validate checks what every consumer relies on.
+func (d SessionsRevokedData) Validate() error {
+	switch {
+	case d.UserID == "":
+		return errors.New("no user id")
+	case (d.SessionID == "") == (d.SessionsBefore == ""):
+		return errors.New("want a session id or a cut, and not both")
+	case d.RevokedAt.IsZero():
+		return errors.New("no time of revocation")
+	}
+	return nil
+}

@@ -29,21 +29,37 @@ type client struct {
 	// Its payment methods' tokens: a card that pays, one that is declined.
 	pay, decline string
 
-	mu     sync.Mutex
-	token  string
-	cursor string // where browsing goes on
+	mu      sync.Mutex
+	tokens  tokens
+	renewed time.Time // when tokens were given
+	cursor  string    // where browsing goes on
+	// renew lets one operation at a time exchange the refresh token: two
+	// exchanges of one would end the session.
+	renew sync.Mutex
+}
+
+// tokens are what a login or a refresh answers.
+type tokens struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
 }
 
 func (c *client) bearer() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.token
+	return c.tokens.AccessToken
 }
 
-func (c *client) setToken(t string) {
+func (c *client) setTokens(t tokens) {
 	c.mu.Lock()
-	c.token = t
+	c.tokens, c.renewed = t, time.Now()
 	c.mu.Unlock()
+}
+
+func (c *client) current() (tokens, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tokens, c.renewed
 }
 
 // sourceAddr is the loopback address of client n: 127.77.0.1 onwards,

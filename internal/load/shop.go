@@ -94,11 +94,9 @@ func (s *shop) do(ctx context.Context, op string, c *client, r *rand.Rand, inten
 	case OpLogin:
 		a := send(ctx, c.http, "POST", s.base+"/api/auth/login", "", map[string]string{"email": c.email, "password": c.password}, s.cfg.Timeout)
 		s.done(op, intended, a, 200)
-		var tok struct {
-			AccessToken string `json:"access_token"`
-		}
+		var tok tokens
 		if a.failure(200) == "" && a.decode(&tok) == nil && tok.AccessToken != "" {
-			c.setToken(tok.AccessToken)
+			c.setTokens(tok)
 		}
 	case OpOrder:
 		s.order(ctx, c, r, intended, seq)
@@ -106,7 +104,39 @@ func (s *shop) do(ctx context.Context, op string, c *client, r *rand.Rand, inten
 }
 
 func (s *shop) get(ctx context.Context, c *client, path string) answer {
-	return send(ctx, c.http, "GET", s.base+path, c.bearer(), nil, s.cfg.Timeout)
+	return send(ctx, c.http, "GET", s.base+path, s.bearer(ctx, c), nil, s.cfg.Timeout)
+}
+
+// renewAfter is how old a client's access token may get before its next
+// operation exchanges the refresh token for new ones: a minute before it
+// expires (tokens live 5 minutes).
+const renewAfter = 4 * time.Minute
+
+// bearer returns c's access token, renewed first if it is about to expire:
+// runs last longer than a token. The exchange is upkeep, not an operation
+// of the mix, and is not measured; if it fails the old token serves until
+// the next operation tries again, and if the session has ended (401), c
+// logs in again.
+func (s *shop) bearer(ctx context.Context, c *client) string {
+	if _, at := c.current(); time.Since(at) < renewAfter {
+		return c.bearer()
+	}
+	c.renew.Lock()
+	defer c.renew.Unlock()
+	old, at := c.current()
+	if time.Since(at) < renewAfter {
+		return old.AccessToken // another operation renewed them meanwhile
+	}
+	a := send(ctx, c.http, "POST", s.base+"/api/auth/refresh", "", map[string]string{"refresh_token": old.RefreshToken}, s.cfg.Timeout)
+	if a.status == 401 {
+		a = send(ctx, c.http, "POST", s.base+"/api/auth/login", "", map[string]string{"email": c.email, "password": c.password}, s.cfg.Timeout)
+	}
+	var tok tokens
+	if a.failure(200) == "" && a.decode(&tok) == nil && tok.AccessToken != "" {
+		c.setTokens(tok)
+		return tok.AccessToken
+	}
+	return old.AccessToken
 }
 
 // done records a, an operation's last answer, against op.
@@ -154,7 +184,7 @@ func (s *shop) order(ctx context.Context, c *client, r *rand.Rand, intended time
 		req.Items = append(req.Items, orderItem{ProductID: s.products[i].id, Quantity: 1 + r.IntN(2)})
 	}
 	key := fmt.Sprintf("load-%s-%d", s.runID, seq)
-	a := send(ctx, c.http, "POST", s.base+"/api/orders", c.bearer(), req, s.cfg.Timeout, "Idempotency-Key", key)
+	a := send(ctx, c.http, "POST", s.base+"/api/orders", s.bearer(ctx, c), req, s.cfg.Timeout, "Idempotency-Key", key)
 	// 200 is the order this key placed: a gateway that sent the request
 	// twice (it may, with a key) got it placed once.
 	s.done(OpOrder, intended, a, 201, 200)
@@ -224,7 +254,7 @@ func (s *shop) recheck(ctx context.Context) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			a := send(ctx, f.c.http, "POST", s.base+"/api/orders", f.c.bearer(), f.body, s.cfg.Timeout, "Idempotency-Key", f.key)
+			a := send(ctx, f.c.http, "POST", s.base+"/api/orders", s.bearer(ctx, f.c), f.body, s.cfg.Timeout, "Idempotency-Key", f.key)
 			var o orderState
 			ok := a.decode(&o) == nil && o.ID != ""
 			switch {
@@ -340,7 +370,7 @@ func (s *shop) account(ctx context.Context, c *client) error {
 		token *string
 	}{{PayCard, &c.pay}, {DeclineCard, &c.decline}} {
 		if err := retry(ctx, func() error {
-			a := send(ctx, c.http, "POST", s.base+"/api/payment-methods", c.bearer(), map[string]string{"card": m.card}, s.cfg.Timeout)
+			a := send(ctx, c.http, "POST", s.base+"/api/payment-methods", s.bearer(ctx, c), map[string]string{"card": m.card}, s.cfg.Timeout)
 			var pm struct {
 				Token string `json:"token"`
 			}
@@ -370,13 +400,11 @@ func (s *shop) signIn(ctx context.Context, c *client) error {
 	}
 	return retry(ctx, func() error {
 		a := send(ctx, c.http, "POST", s.base+"/api/auth/login", "", map[string]string{"email": c.email, "password": c.password}, s.cfg.Timeout)
-		var tok struct {
-			AccessToken string `json:"access_token"`
-		}
+		var tok tokens
 		if a.failure(200) != "" || a.decode(&tok) != nil || tok.AccessToken == "" {
 			return fmt.Errorf("log in %s: %s", c.email, a)
 		}
-		c.setToken(tok.AccessToken)
+		c.setTokens(tok)
 		return nil
 	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/services/gateway"
 )
 
@@ -190,4 +191,198 @@ func send(t *testing.T, client *http.Client, url, body string) (int, error) {
 	}
 	checkAPI(t, req, []byte(body), resp, b)
 	return resp.StatusCode, nil
+}
+
+// TestSessionsEnd follows sessions through two gateways: refresh tokens
+// rotate and a reused one ends its session; logout, a password change, a
+// demotion and a deletion end sessions, and their access tokens stop
+// working at every gateway within seconds; changing a password or an email
+// needs the current password.
+func TestSessionsEnd(t *testing.T) {
+	sys := startSystem(t, t.TempDir(), io.Discard, nil)
+	t.Cleanup(func() { sys.Shutdown(context.Background()) })
+	// A second gateway of its own, on the same NATS, with no services.
+	other := startSystem(t, t.TempDir(), io.Discard, nil, func(c *Config) {
+		c.NATS, c.NATSListen, c.Instances = sys.NATSURL, "", nil
+		c.NATSCredentials = sys.Credentials
+	})
+	t.Cleanup(func() { other.Shutdown(context.Background()) })
+	gw, gw2 := sys.URLs[gateway.Name], other.URLs[gateway.Name]
+	admin := bearer(login(t, gw, adminEmail, adminPassword))
+
+	// works reports whether a token reads its user at every gateway.
+	works := func(token, user string) []int {
+		var statuses []int
+		for _, g := range []string{gw, gw2} {
+			statuses = append(statuses, call(t, "GET", g+"/api/users/"+user, "", bearer(token)...).status)
+		}
+		return statuses
+	}
+	// stops checks that a token that works stops at every gateway within
+	// 5 s of what ended its session, and says how long it took.
+	stops := func(what, token, user string, end func()) {
+		t.Helper()
+		if s := works(token, user); s[0] != 200 || s[1] != 200 {
+			t.Fatalf("%s: before, the token gets %v at the two gateways", what, s)
+		}
+		end()
+		began := time.Now()
+		if !testenv.Eventually(5*time.Second, func() bool { s := works(token, user); return s[0] == 401 && s[1] == 401 }) {
+			t.Fatalf("%s: the token still gets %v after 5 s", what, works(token, user))
+		}
+		t.Logf("%s: the token was refused at both gateways %s after the answer", what, time.Since(began).Round(100*time.Microsecond))
+	}
+
+	adaID, _ := register(t, gw, "Ada", "ada@example.com")
+	ada := signIn(t, gw, "ada@example.com", "correct horse battery")
+
+	t.Run("refresh tokens rotate; a reused one ends the session", func(t *testing.T) {
+		next := refresh(t, gw, ada.refresh, 200)
+		if next.refresh == ada.refresh {
+			t.Fatal("a refresh gave back the same refresh token")
+		}
+		stops("a reused refresh token", next.access, adaID, func() {
+			r := call(t, "POST", gw+"/api/auth/refresh", fmt.Sprintf(`{"refresh_token":%q}`, ada.refresh))
+			if r.status != 401 {
+				t.Fatalf("the first refresh token again: %d %s, want 401", r.status, r.body)
+			}
+			r.problem(t)
+		})
+		refresh(t, gw, next.refresh, 401) // the session is over for its owner too
+	})
+
+	t.Run("logout", func(t *testing.T) {
+		s := signIn(t, gw, "ada@example.com", "correct horse battery")
+		stops("logout", s.access, adaID, func() {
+			if r := call(t, "POST", gw2+"/api/auth/logout", fmt.Sprintf(`{"refresh_token":%q}`, s.refresh)); r.status != 204 {
+				t.Fatalf("logout: %d %s", r.status, r.body)
+			}
+		})
+		refresh(t, gw, s.refresh, 401)
+		if r := call(t, "POST", gw+"/api/auth/logout", `{"refresh_token":"no such token"}`); r.status != 204 {
+			t.Fatalf("logout with a token that ends nothing: %d, want 204", r.status)
+		}
+	})
+
+	t.Run("a password change needs the current one and ends every session", func(t *testing.T) {
+		a := signIn(t, gw, "ada@example.com", "correct horse battery")
+		b := signIn(t, gw2, "ada@example.com", "correct horse battery")
+		for _, c := range []struct {
+			body   string
+			status int
+		}{
+			{`{"current_password":"not my password","new_password":"a new passphrase"}`, 403},
+			{`{"current_password":"correct horse battery","new_password":"short"}`, 400},
+			{`{"new_password":"a new passphrase"}`, 400},
+		} {
+			if r := call(t, "POST", gw+"/api/auth/password", c.body, bearer(a.access)...); r.status != c.status {
+				t.Fatalf("password change with %s: %d %s, want %d", c.body, r.status, r.body, c.status)
+			} else {
+				r.problem(t)
+			}
+		}
+		var fresh tokens
+		stops("a password change", b.access, adaID, func() {
+			r := call(t, "POST", gw+"/api/auth/password", `{"current_password":"correct horse battery","new_password":"a new passphrase"}`, bearer(a.access)...)
+			if r.status != 200 {
+				t.Fatalf("password change: %d %s", r.status, r.body)
+			}
+			fresh = tokensOf(t, r)
+		})
+		if s := works(a.access, adaID); s[0] != 401 || s[1] != 401 {
+			t.Fatalf("the token the change was made with gets %v, want 401s", s)
+		}
+		if s := works(fresh.access, adaID); s[0] != 200 || s[1] != 200 {
+			t.Fatalf("the token the change answered with gets %v, want 200s", s)
+		}
+		if r := call(t, "POST", gw+"/api/auth/login", `{"email":"ada@example.com","password":"correct horse battery"}`); r.status != 401 {
+			t.Fatalf("the old password: %d, want 401", r.status)
+		}
+		ada = signIn(t, gw, "ada@example.com", "a new passphrase")
+	})
+
+	t.Run("an email change needs the password", func(t *testing.T) {
+		url := gw + "/api/users/" + adaID
+		for _, c := range []struct {
+			body   string
+			status int
+		}{
+			{`{"email":"ada@lovelace.example"}`, 400},
+			{`{"email":"ada@lovelace.example","password":"not my password"}`, 403},
+			{`{"name":"Ada King","password":"a new passphrase"}`, 400},
+		} {
+			if r := call(t, "PATCH", url, c.body, bearer(ada.access)...); r.status != c.status {
+				t.Fatalf("PATCH %s: %d %s, want %d", c.body, r.status, r.body, c.status)
+			}
+		}
+		r := call(t, "PATCH", url, `{"email":"ada@lovelace.example","password":"a new passphrase"}`, bearer(ada.access)...)
+		if r.status != 200 || r.json(t)["email"] != "ada@lovelace.example" {
+			t.Fatalf("PATCH the email with the password: %d %s", r.status, r.body)
+		}
+	})
+
+	t.Run("a demoted admin's token stops being an admin's", func(t *testing.T) {
+		carolID, _ := register(t, gw, "Carol", "carol@example.com")
+		if r := call(t, "PATCH", gw+"/api/users/"+carolID, `{"role":"admin"}`, admin...); r.status != 200 {
+			t.Fatalf("promote: %d %s", r.status, r.body)
+		}
+		carol := signIn(t, gw, "carol@example.com", "correct horse battery")
+		if r := call(t, "GET", gw2+"/api/users", "", bearer(carol.access)...); r.status != 200 {
+			t.Fatalf("Carol, admin, lists users: %d", r.status)
+		}
+		stops("a demotion", carol.access, carolID, func() {
+			if r := call(t, "PATCH", gw+"/api/users/"+carolID, `{"role":"customer"}`, admin...); r.status != 200 {
+				t.Fatalf("demote: %d %s", r.status, r.body)
+			}
+		})
+		refresh(t, gw, carol.refresh, 401)
+	})
+
+	t.Run("a deleted user's token stops", func(t *testing.T) {
+		daveID, _ := register(t, gw, "Dave", "dave@example.com")
+		dave := signIn(t, gw, "dave@example.com", "correct horse battery")
+		stops("a deletion", dave.access, daveID, func() {
+			if r := call(t, "DELETE", gw+"/api/users/"+daveID, "", admin...); r.status != 204 {
+				t.Fatalf("delete: %d %s", r.status, r.body)
+			}
+		})
+	})
+}
+
+// tokens are what a sign-in or a refresh answers.
+type tokens struct{ access, refresh string }
+
+func tokensOf(t *testing.T, r response) tokens {
+	t.Helper()
+	m := r.json(t)
+	a, _ := m["access_token"].(string)
+	rt, _ := m["refresh_token"].(string)
+	if a == "" || rt == "" {
+		t.Fatalf("no tokens in %s", r.body)
+	}
+	return tokens{access: a, refresh: rt}
+}
+
+// signIn logs in and returns both tokens.
+func signIn(t *testing.T, gw, email, password string) tokens {
+	t.Helper()
+	r := call(t, "POST", gw+"/api/auth/login", fmt.Sprintf(`{"email":%q,"password":%q}`, email, password))
+	if r.status != 200 {
+		t.Fatalf("login %s: %d %s", email, r.status, r.body)
+	}
+	return tokensOf(t, r)
+}
+
+// refresh exchanges a refresh token and checks the status.
+func refresh(t *testing.T, gw, token string, status int) tokens {
+	t.Helper()
+	r := call(t, "POST", gw+"/api/auth/refresh", fmt.Sprintf(`{"refresh_token":%q}`, token))
+	if r.status != status {
+		t.Fatalf("refresh: %d %s, want %d", r.status, r.body, status)
+	}
+	if status != 200 {
+		r.problem(t)
+		return tokens{}
+	}
+	return tokensOf(t, r)
 }

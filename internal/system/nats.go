@@ -51,9 +51,10 @@ func NATSPermissions(identity, registry string) (publish, subscribe []string, er
 	publish = append(publish, bucket(auth.KeyBucket)...)
 	publish = append(publish, "$KV."+auth.KeyBucket+"."+identity+".>")
 	if identity == GatewayName {
-		// The gateway reads API keys; it may make the bucket (empty), never
-		// write a key.
+		// The gateway reads API keys and the revocation list; it may make
+		// their buckets (empty), never write an entry.
 		publish = append(publish, bucket(auth.APIKeyBucket)...)
+		publish = append(publish, bucket(auth.RevocationBucket)...)
 		slices.Sort(publish)
 		return publish, subscribe, nil
 	}
@@ -92,9 +93,12 @@ func NATSPermissions(identity, registry string) (publish, subscribe []string, er
 		)
 	}
 	if identity == "users" {
-		// users alone writes the API keys the gateways read.
+		// users alone writes the API keys and the revocation list the
+		// gateways read.
 		publish = append(publish, bucket(auth.APIKeyBucket)...)
 		publish = append(publish, "$KV."+auth.APIKeyBucket+".>")
+		publish = append(publish, bucket(auth.RevocationBucket)...)
+		publish = append(publish, "$KV."+auth.RevocationBucket+".>")
 	}
 	slices.Sort(publish)
 	return slices.Compact(publish), subscribe, nil

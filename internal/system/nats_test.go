@@ -129,6 +129,9 @@ func tryPermissions(t *testing.T, url string, creds map[string]broker.Credential
 	if _, err := auth.OpenAPIKeys(ctx, admin, 1); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := auth.OpenRevocations(ctx, admin, 1); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := admin.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: discovery.DefaultBucket, Storage: jetstream.MemoryStorage}); err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +175,11 @@ func tryPermissions(t *testing.T, url string, creds map[string]broker.Credential
 		{"orders writes an API key", func() error { return kvPut("orders", auth.APIKeyBucket, "deadbeef") }, false},
 		{"the gateway writes an API key", func() error { return kvPut("gateway", auth.APIKeyBucket, "deadbeef") }, false},
 		{"users writes an API key", func() error { return kvPut("users", auth.APIKeyBucket, "deadbeef") }, true},
+		// Revoking sessions (anyone's, to sign them out) or lifting a
+		// revocation: users alone writes the list.
+		{"catalog revokes a session", func() error { return kvPut("catalog", auth.RevocationBucket, "session.x") }, false},
+		{"the gateway lifts a revocation", func() error { return kvPut("gateway", auth.RevocationBucket, "user.x") }, false},
+		{"users revokes a session", func() error { return kvPut("users", auth.RevocationBucket, "session.x") }, true},
 		// Another service's consumer: taking it would swallow its events.
 		{"catalog takes inventory's consumer", func() error {
 			_, js := as("catalog")

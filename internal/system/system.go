@@ -328,6 +328,9 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 		APIKeys: func(ctx context.Context) (jetstream.KeyValue, error) {
 			return auth.OpenAPIKeys(ctx, u.js, s.streams.Replicas)
 		},
+		Revocations: func(ctx context.Context) (jetstream.KeyValue, error) {
+			return auth.OpenRevocations(ctx, u.js, s.streams.Replicas)
+		},
 		Client: &http.Client{Transport: traced(u.prover.Proving(resilience.Upstream(watcher, resilience.DefaultConfig(), metrics)), tp), Timeout: 10 * time.Second},
 	}
 	if _, ok := svc.(service.Sealer); ok {
@@ -419,6 +422,10 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	if err != nil {
 		return err
 	}
+	revocations, err := auth.OpenRevocations(ctx, u.js, s.streams.Replicas)
+	if err != nil {
+		return err
+	}
 	u.health = server.NewHealth(map[string]server.Check{
 		"nats": broker.Check(u.nc),
 		"registry": func(context.Context) error {
@@ -457,7 +464,7 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	upstream := resilience.Upstream(w, gc.Config.Upstream, metrics)
 
 	jwksClient := &http.Client{Transport: u.prover.Proving(discovery.NewTransport(discovery.NewP2C(w))), Timeout: 5 * time.Second}
-	authn, err := gateway.NewAuthenticator(bg, "http://users/.well-known/jwks.json", jwksClient, apiKeys, metrics, log)
+	authn, err := gateway.NewAuthenticator(bg, "http://users/.well-known/jwks.json", jwksClient, apiKeys, revocations, metrics, log)
 	if err != nil {
 		return err
 	}

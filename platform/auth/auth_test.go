@@ -169,12 +169,12 @@ func TestToken(t *testing.T) {
 		_, err := Parser().ParseWithClaims(raw, &c, keyfunc)
 		return c, err
 	}
-	good, err := key.Sign("u1", RoleAdmin, now)
+	good, err := key.Sign("u1", RoleAdmin, "s1", now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := parse(good)
-	if err != nil || c.Subject != "u1" || c.Role != RoleAdmin || c.ExpiresAt.Sub(now) > TokenTTL+time.Second {
+	if err != nil || c.Subject != "u1" || c.Role != RoleAdmin || c.Session != "s1" || c.ExpiresAt.Sub(now) > TokenTTL+time.Second {
 		t.Fatalf("a signed token: %+v, %v", c, err)
 	}
 
@@ -327,7 +327,7 @@ func TestProof(t *testing.T) {
 // mustSign is a user's access token, which is no proof.
 func mustSign(t *testing.T) string {
 	_, priv, _ := ed25519.GenerateKey(nil)
-	tok, err := SigningKey{ID: "k1", Private: priv}.Sign("u1", RoleAdmin, time.Now())
+	tok, err := SigningKey{ID: "k1", Private: priv}.Sign("u1", RoleAdmin, "s1", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

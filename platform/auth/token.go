@@ -14,14 +14,19 @@ import (
 const (
 	Issuer   = "souk"
 	Audience = "souk-api"
-	// TokenTTL is how long an access token is valid.
-	TokenTTL = 15 * time.Minute
+	// TokenTTL is how long an access token is valid: short, since a
+	// token cannot be taken back before it expires but through the
+	// revocation list (revocations.go); a refresh token gets the next.
+	TokenTTL = 5 * time.Minute
 )
 
 // Claims are an access token's claims.
 type Claims struct {
 	jwt.RegisteredClaims
 	Role string `json:"role"`
+	// Session is the id of the session the token belongs to (a UUIDv7,
+	// ordered by when the session began), by which it can be revoked.
+	Session string `json:"sid,omitempty"`
 }
 
 // SigningKey is an Ed25519 key with its id.
@@ -30,9 +35,9 @@ type SigningKey struct {
 	Private ed25519.PrivateKey
 }
 
-// Sign returns an access token for user with role, valid from now for
-// TokenTTL, signed with k and naming k.ID in its header.
-func (k SigningKey) Sign(user, role string, now time.Time) (string, error) {
+// Sign returns an access token for user with role in session, valid from
+// now for TokenTTL, signed with k and naming k.ID in its header.
+func (k SigningKey) Sign(user, role, session string, now time.Time) (string, error) {
 	claims := Claims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    Issuer,
@@ -42,7 +47,8 @@ func (k SigningKey) Sign(user, role string, now time.Time) (string, error) {
 			NotBefore: jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(TokenTTL)),
 		},
-		Role: role,
+		Role:    role,
+		Session: session,
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	t.Header["kid"] = k.ID

@@ -31,6 +31,9 @@ type Deps struct {
 	// APIKeys opens the NATS KV bucket that gateways read API keys from:
 	// only the service that writes them (users) may, and needs to.
 	APIKeys func(context.Context) (jetstream.KeyValue, error)
+	// Revocations opens the NATS KV bucket of revoked sessions that
+	// gateways check tokens against: only users writes it.
+	Revocations func(context.Context) (jetstream.KeyValue, error)
 	// Hasher hashes passwords, a bounded number at once.
 	Hasher *auth.Hasher
 	// Keyring seals what the service keeps secret at rest (platform/secrets),

@@ -22,21 +22,24 @@ import (
 )
 
 // Authenticator turns a request's credentials into an identity: an access
-// token (JWT), verified locally against the users service's JWK Set, or an
-// API key, checked against the keys the users service projects into NATS KV.
+// token (JWT), verified locally against the users service's JWK Set and
+// checked against the revocation list, or an API key, checked against the
+// keys the users service projects into NATS KV.
 type Authenticator struct {
 	keyfunc jwt.Keyfunc
 	parser  *jwt.Parser
 	tokens  tokenCache
 	keys    apiKeys
+	revoked *auth.Revocations
 	fails   *prometheus.CounterVec
 }
 
 // NewAuthenticator verifies tokens with the keys served at jwksURL (fetched
 // with client, refreshed every minute and at once, at most every 2 s, on an
-// unknown key id) and API keys with the entries in keys. It runs until ctx
+// unknown key id) and refuses those the revocation list in revocations
+// names; it checks API keys with the entries in keys. It runs until ctx
 // ends.
-func NewAuthenticator(ctx context.Context, jwksURL string, client *http.Client, keys jetstream.KeyValue, reg prometheus.Registerer, log *slog.Logger) (*Authenticator, error) {
+func NewAuthenticator(ctx context.Context, jwksURL string, client *http.Client, keys, revocations jetstream.KeyValue, reg prometheus.Registerer, log *slog.Logger) (*Authenticator, error) {
 	noErr := true
 	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
 		Client:                    client,
@@ -66,6 +69,9 @@ func NewAuthenticator(ctx context.Context, jwksURL string, client *http.Client, 
 	}
 	reg.MustRegister(a.fails)
 	if err := a.keys.watch(ctx, keys); err != nil {
+		return nil, err
+	}
+	if a.revoked, err = auth.WatchRevocations(ctx, revocations, log); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -158,8 +164,11 @@ func (a *Authenticator) apiKey(key string) (auth.Identity, error) {
 
 func (a *Authenticator) token(raw string) (auth.Identity, error) {
 	now := time.Now()
-	if id, ok := a.tokens.get(raw, now); ok {
-		return id, nil
+	if t, ok := a.tokens.get(raw, now); ok {
+		if a.revoked.Revoked(t.id.UserID, t.session, now) {
+			return auth.Identity{}, a.authError("revoked", "this token's session has ended; log in again")
+		}
+		return t.id, nil
 	}
 	var claims auth.Claims
 	_, err := a.parser.ParseWithClaims(raw, &claims, func(t *jwt.Token) (any, error) {
@@ -186,36 +195,41 @@ func (a *Authenticator) token(raw string) (auth.Identity, error) {
 	if claims.Subject == "" || auth.ValidRole(claims.Role) != nil {
 		return auth.Identity{}, a.authError("invalid", "the token has no subject or an unknown role")
 	}
+	if a.revoked.Revoked(claims.Subject, claims.Session, now) {
+		return auth.Identity{}, a.authError("revoked", "this token's session has ended; log in again")
+	}
 	id := auth.Identity{UserID: claims.Subject, Role: claims.Role, Method: "jwt"}
-	a.tokens.put(raw, id, claims.ExpiresAt.Time)
+	a.tokens.put(raw, cachedToken{id: id, session: claims.Session, exp: claims.ExpiresAt.Time})
 	return id, nil
 }
 
 // tokenCache remembers verified tokens until they expire, so that a client
-// reusing its token costs a map lookup instead of a signature check.
+// reusing its token costs a map lookup instead of a signature check (and
+// the revocation list's check, which every use of a token passes).
 type tokenCache struct {
 	mu      sync.RWMutex
 	entries map[string]cachedToken
 }
 
 type cachedToken struct {
-	id  auth.Identity
-	exp time.Time
+	id      auth.Identity
+	session string
+	exp     time.Time
 }
 
 const tokenCacheSize = 10_000
 
-func (c *tokenCache) get(raw string, now time.Time) (auth.Identity, bool) {
+func (c *tokenCache) get(raw string, now time.Time) (cachedToken, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[raw]
 	c.mu.RUnlock()
 	if !ok || !now.Before(e.exp) {
-		return auth.Identity{}, false // expired entries fail here and are parsed, and refused, again
+		return cachedToken{}, false // expired entries fail here and are parsed, and refused, again
 	}
-	return e.id, true
+	return e, true
 }
 
-func (c *tokenCache) put(raw string, id auth.Identity, exp time.Time) {
+func (c *tokenCache) put(raw string, t cachedToken) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.entries) >= tokenCacheSize {
@@ -226,7 +240,7 @@ func (c *tokenCache) put(raw string, id auth.Identity, exp time.Time) {
 			}
 		}
 	}
-	c.entries[raw] = cachedToken{id: id, exp: exp}
+	c.entries[raw] = t
 }
 
 // apiKeys mirrors the API key bucket.

@@ -2,13 +2,16 @@ package gateway
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/telemetry"
 )
 
@@ -20,12 +23,26 @@ const benchUser = "/api/users/0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d"
 func BenchmarkHandler(b *testing.B) {
 	fx := newFixture(b)
 	limited := newFixtureLimited(b, true, nil)
+	// A revocation list as a busy shop's might hold in the five minutes
+	// its entries matter: 10,000 ended sessions, 1,000 users whose
+	// sessions ended, none of them the caller's.
+	revoked := newFixture(b)
+	now := time.Now()
+	for i := range 10_000 {
+		v, _ := json.Marshal(auth.Revocation{At: now})
+		revoked.authn.revoked.Put(auth.SessionRevocationKey(fmt.Sprintf("01900000-0000-7000-8000-%012d", i+2)), v)
+		if i < 1000 {
+			v, _ = json.Marshal(auth.Revocation{At: now, SessionsBefore: "01900000-0000-7000-8000-999999999999"})
+			revoked.authn.revoked.Put(auth.UserRevocationKey(fmt.Sprintf("user-%d", i)), v)
+		}
+	}
 	for _, c := range []struct {
 		name, path, auth string
 		fx               *fixture
 	}{
 		{"public", "/api/products/0190b3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d", "", fx},
 		{"jwt", benchUser, "Bearer " + fx.token, fx},
+		{"jwt+revocations", benchUser, "Bearer " + revoked.token, revoked},
 		{"jwt+limits", benchUser, "Bearer " + limited.token, limited},
 	} {
 		b.Run(c.name, func(b *testing.B) {

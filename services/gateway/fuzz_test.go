@@ -98,7 +98,7 @@ func newFixtureConfig(t testing.TB, cfg Config) *fixture { return newFixtureTrac
 func newFixtureTraced(t testing.TB, cfg Config, tp trace.TracerProvider) *fixture {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	key := auth.SigningKey{ID: "k1", Private: priv}
-	token, err := key.Sign("u1", auth.RoleCustomer, time.Now())
+	token, err := key.Sign("u1", auth.RoleCustomer, "01900000-0000-7000-8000-000000000001", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,10 +110,11 @@ func newFixtureTraced(t testing.TB, cfg Config, tp trace.TracerProvider) *fixtur
 			}
 			return nil, errors.New("unknown kid")
 		},
-		parser: auth.Parser(),
-		tokens: tokenCache{entries: map[string]cachedToken{}},
-		keys:   apiKeys{entries: map[string]auth.APIKeyEntry{prefix: {Prefix: prefix, SecretHash: hash, UserID: "u2", Role: auth.RoleAdmin}}},
-		fails:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "f"}, []string{"reason"}),
+		parser:  auth.Parser(),
+		tokens:  tokenCache{entries: map[string]cachedToken{}},
+		keys:    apiKeys{entries: map[string]auth.APIKeyEntry{prefix: {Prefix: prefix, SecretHash: hash, UserID: "u2", Role: auth.RoleAdmin}}},
+		revoked: auth.NewRevocations(),
+		fails:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "f"}, []string{"reason"}),
 	}
 	log := slog.New(slog.DiscardHandler)
 	rec := &recorder{}

@@ -30,8 +30,9 @@ func (s *Store) credentials(ctx context.Context, key string) (id, hash, role str
 	return id, hash, role, err
 }
 
-// SetRole gives the user with email the role and revokes their API keys,
-// which carry the role they were made with.
+// SetRole gives the user with email the role, revokes their API keys,
+// which carry the role they were made with, and ends their sessions, whose
+// tokens carry it too.
 func (s *Store) SetRole(ctx context.Context, email, role string) error {
 	if err := auth.ValidRole(role); err != nil {
 		return problem.Field("role", err.Error())
@@ -50,6 +51,9 @@ func (s *Store) SetRole(ctx context.Context, email, role string) error {
 		if err != nil {
 			return fmt.Errorf("set role: %w", err)
 		}
+		if err := s.endSessions(ctx, tx, id); err != nil {
+			return err
+		}
 		return s.revokeKeys(ctx, tx, `user_id = $1`, id)
 	})
 }
@@ -57,7 +61,8 @@ func (s *Store) SetRole(ctx context.Context, email, role string) error {
 // BootstrapAdmin makes sure the user with email exists and is an admin.
 // If it does not exist it is created with password, or with a random
 // password, which is returned, if password is empty. If it exists and
-// password is not empty, its password is set to it.
+// password is not empty, its password is set to it (which ends its
+// sessions).
 func (s *Store) BootstrapAdmin(ctx context.Context, hasher *auth.Hasher, email, password string) (generated string, err error) {
 	key, err := emailKey(email)
 	if err != nil {
@@ -83,8 +88,7 @@ func (s *Store) BootstrapAdmin(ctx context.Context, hasher *auth.Hasher, email, 
 		if err != nil {
 			return "", err
 		}
-		_, err = s.db.ExecContext(ctx, `UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3`, hash, now(), id)
-		return "", err
+		return "", s.SetPassword(ctx, id, hash)
 	}
 	if password == "" {
 		var b [12]byte

@@ -20,6 +20,9 @@ import (
 func (s *Service) Routes(rt *server.Router) {
 	rt.Handle("POST /auth/register", s.register)
 	rt.Handle("POST /auth/login", s.login)
+	rt.Handle("POST /auth/refresh", s.refresh)
+	rt.Handle("POST /auth/logout", s.logout)
+	rt.Handle("POST /auth/password", s.changePassword)
 	rt.Handle("GET /.well-known/jwks.json", s.jwks)
 	rt.Handle("POST /auth/signing-keys/rotate", s.rotate)
 	rt.Handle("POST /auth/keys", s.createKey)
@@ -115,11 +118,34 @@ type loginRequest struct {
 	Password *string `json:"password"`
 }
 
-// Token is what a successful login returns.
+// Token is what a login, a refresh or a password change returns: an
+// access token and the refresh token that gets the next.
 type Token struct {
-	AccessToken string `json:"access_token"`
-	TokenType   string `json:"token_type"`
-	ExpiresIn   int    `json:"expires_in"`
+	AccessToken      string `json:"access_token"`
+	TokenType        string `json:"token_type"`
+	ExpiresIn        int    `json:"expires_in"`
+	RefreshToken     string `json:"refresh_token"`
+	RefreshExpiresIn int    `json:"refresh_expires_in"`
+}
+
+// writeToken signs an access token for ses and sends it with ses's next
+// refresh token.
+func (s *Service) writeToken(w http.ResponseWriter, r *http.Request, ses Session) error {
+	key, err := s.store.ActiveKey(r.Context())
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	token, err := key.Sign(ses.UserID, ses.Role, ses.ID, t)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	server.WriteJSON(w, http.StatusOK, Token{
+		AccessToken: token, TokenType: "Bearer", ExpiresIn: int(auth.TokenTTL.Seconds()),
+		RefreshToken: ses.Refresh, RefreshExpiresIn: int(ses.Expires.Sub(t).Seconds()),
+	})
+	return nil
 }
 
 func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
@@ -138,17 +164,125 @@ func (s *Service) login(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	key, err := s.store.ActiveKey(r.Context())
+	ses, err := s.store.StartSession(r.Context(), id, role)
 	if err != nil {
 		return err
 	}
-	token, err := key.Sign(id, role, time.Now())
+	return s.writeToken(w, r, ses)
+}
+
+type refreshRequest struct {
+	RefreshToken *string `json:"refresh_token"`
+}
+
+func (r refreshRequest) token() (string, error) {
+	if r.RefreshToken == nil || *r.RefreshToken == "" || len(*r.RefreshToken) > 100 {
+		return "", problem.Field("refresh_token", "is required")
+	}
+	return *r.RefreshToken, nil
+}
+
+// refresh exchanges a refresh token for an access token and the next
+// refresh token; the one sent is then spent.
+func (s *Service) refresh(w http.ResponseWriter, r *http.Request) error {
+	var req refreshRequest
+	if err := server.Decode(w, r, &req); err != nil {
+		return err
+	}
+	token, err := req.token()
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	server.WriteJSON(w, http.StatusOK, Token{AccessToken: token, TokenType: "Bearer", ExpiresIn: int(auth.TokenTTL.Seconds())})
+	ses, err := s.store.Refresh(r.Context(), token)
+	if err != nil {
+		return err
+	}
+	return s.writeToken(w, r, ses)
+}
+
+// logout ends the session a refresh token belongs to: its refresh tokens
+// are refused from now, and its access tokens within seconds at every
+// gateway. It answers 204 whatever the token (RFC 7009): a token that ends
+// nothing tells nothing.
+func (s *Service) logout(w http.ResponseWriter, r *http.Request) error {
+	var req refreshRequest
+	if err := server.Decode(w, r, &req); err != nil {
+		return err
+	}
+	token, err := req.token()
+	if err != nil {
+		return err
+	}
+	if err := s.store.EndSession(r.Context(), token); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+type passwordRequest struct {
+	CurrentPassword *string `json:"current_password"`
+	NewPassword     *string `json:"new_password"`
+}
+
+// changePassword sets the caller's password, given the current one; every
+// session of theirs ends, and the answer begins a new one.
+func (s *Service) changePassword(w http.ResponseWriter, r *http.Request) error {
+	caller := auth.FromRequest(r)
+	if err := caller.RequireUser(); err != nil {
+		return err
+	}
+	var req passwordRequest
+	if err := server.Decode(w, r, &req); err != nil {
+		return err
+	}
+	var fields []problem.FieldError
+	if req.CurrentPassword == nil {
+		fields = append(fields, problem.FieldError{Field: "current_password", Detail: "is required"})
+	}
+	if msg := checkPassword(deref(req.NewPassword)); msg != "" {
+		fields = append(fields, problem.FieldError{Field: "new_password", Detail: msg})
+	}
+	if err := problem.Fields(fields); err != nil {
+		return err
+	}
+	if err := s.confirmPassword(w, r, caller.UserID, *req.CurrentPassword); err != nil {
+		return err
+	}
+	hash, err := s.hasher.For(clientAddr(r)).Hash(r.Context(), *req.NewPassword)
+	if errors.Is(err, auth.ErrBusy) {
+		return problem.Wrap(problem.Unavailable, err, "too many password changes at once; try again")
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.store.SetPassword(r.Context(), caller.UserID, hash); err != nil {
+		return err
+	}
+	u, err := s.store.Get(r.Context(), caller.UserID)
+	if err != nil {
+		return err
+	}
+	ses, err := s.store.StartSession(r.Context(), u.ID, u.Role)
+	if err != nil {
+		return err
+	}
+	return s.writeToken(w, r, ses)
+}
+
+// confirmPassword checks that password is the current password of the
+// user with id, under the login throttle: a change that needs it (the
+// password, the email) is refused, 403, if it is wrong.
+func (s *Service) confirmPassword(w http.ResponseWriter, r *http.Request, userID, password string) error {
+	key, err := s.store.emailKeyOf(r.Context(), userID)
+	if err != nil {
+		return err
+	}
+	id, _, err := s.checkPassword(w, r, key, password)
+	if problem.CodeOf(err) == problem.Unauthorized || err == nil && id != userID {
+		return problem.New(problem.Forbidden, "the password is wrong")
+	}
+	return err
 }
 
 // checkPassword checks the password of the account whose email has key,
@@ -327,6 +461,9 @@ type updateRequest struct {
 	Name  *string `json:"name"`
 	Email *string `json:"email"`
 	Role  *string `json:"role"`
+	// Password is the caller's current password, which changing an email
+	// needs: an email is how the account is signed in to.
+	Password *string `json:"password"`
 }
 
 func (s *Service) update(w http.ResponseWriter, r *http.Request) error {
@@ -352,6 +489,19 @@ func (s *Service) update(w http.ResponseWriter, r *http.Request) error {
 		if err := auth.ValidRole(*req.Role); err != nil {
 			return problem.Field("role", "must be customer or admin")
 		}
+	}
+	if req.Email != nil {
+		if msg := checkEmail(*req.Email); msg != "" {
+			return problem.Field("email", msg)
+		}
+		if req.Password == nil {
+			return problem.Field("password", "is required to change the email: your current password")
+		}
+		if err := s.confirmPassword(w, r, caller.UserID, *req.Password); err != nil {
+			return err
+		}
+	} else if req.Password != nil {
+		return problem.Field("password", "goes with a new email; change a password with POST /auth/password")
 	}
 	u, err := s.store.Update(r.Context(), id, func(u *User) error {
 		if req.Name != nil {

@@ -89,6 +89,9 @@ func (c Config) Build(d service.Deps) (service.Parts, error) {
 		if s.apiKeys, err = d.APIKeys(ctx); err != nil {
 			return "", err
 		}
+		if s.revocations, err = d.Revocations(ctx); err != nil {
+			return "", err
+		}
 		if n, err := s.store.SealKeys(ctx); err != nil {
 			return "", err
 		} else if n > 0 {
@@ -112,12 +115,12 @@ func (c Config) Build(d service.Deps) (service.Parts, error) {
 		return fmt.Sprintf("Admin account (first start, shown once): %s, password %s\n"+
 			"  To choose your own: --admin-password '…' (it replaces the password at that start).", c.AdminEmail, generated), nil
 	}
-	return service.Parts{Routes: s.Routes, Consumers: s.Consumers(), Init: init, Loops: []service.Loop{s.forgetLogins}}, nil
+	return service.Parts{Routes: s.Routes, Consumers: s.Consumers(), Init: init, Loops: []service.Loop{s.forget}}, nil
 }
 
-// forgetLogins deletes drained login counters every ten minutes until ctx
-// ends.
-func (s *Service) forgetLogins(ctx context.Context) {
+// forget deletes drained login counters, and sessions and refresh tokens
+// that can no longer be used, every ten minutes until ctx ends.
+func (s *Service) forget(ctx context.Context) {
 	tick := time.NewTicker(10 * time.Minute)
 	defer tick.Stop()
 	for {
@@ -128,6 +131,9 @@ func (s *Service) forgetLogins(ctx context.Context) {
 			if err := s.store.forgetLogins(ctx, t.UTC()); err != nil && ctx.Err() == nil {
 				s.log.Warn("forgetting drained login counters failed", "err", err)
 			}
+			if err := s.store.forgetSessions(ctx, t.UTC()); err != nil && ctx.Err() == nil {
+				s.log.Warn("forgetting ended sessions failed", "err", err)
+			}
 		}
 	}
 }
@@ -135,9 +141,10 @@ func (s *Service) forgetLogins(ctx context.Context) {
 // Service serves the users API: users, registration and login, signing
 // keys and API keys.
 type Service struct {
-	store   *Store
-	hasher  *auth.Hasher
-	keyLead time.Duration
-	apiKeys jetstream.KeyValue
-	log     *slog.Logger
+	store       *Store
+	hasher      *auth.Hasher
+	keyLead     time.Duration
+	apiKeys     jetstream.KeyValue
+	revocations jetstream.KeyValue
+	log         *slog.Logger
 }

@@ -104,7 +104,7 @@ func (s *Store) List(ctx context.Context, after string, limit int) ([]User, erro
 // Update applies fn to the user with id in one transaction and stores the
 // result, which it returns. An error from fn aborts the update. A change of
 // role revokes the user's API keys, which carry the role they were made
-// with.
+// with, and ends the user's sessions, whose tokens carry it too.
 func (s *Store) Update(ctx context.Context, id string, fn func(*User) error) (User, error) {
 	var u User
 	err := s.outbox.Do(ctx, func(tx *sql.Tx) error {
@@ -136,12 +136,16 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*User) error) (Us
 		if u.Role == oldRole {
 			return nil
 		}
+		if err := s.endSessions(ctx, tx, u.ID); err != nil {
+			return err
+		}
 		return s.revokeKeys(ctx, tx, `user_id = $1`, u.ID)
 	})
 	return u, err
 }
 
-// Delete removes the user with id, and their API keys, or returns NotFound.
+// Delete removes the user with id, their API keys and sessions (whose
+// tokens it revokes), or returns NotFound.
 func (s *Store) Delete(ctx context.Context, id string) error {
 	return s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		if err := s.revokeKeys(ctx, tx, `user_id = $1`, id); err != nil {
@@ -154,7 +158,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return problem.New(problem.NotFound, "user %s not found", id)
 		}
-		return nil
+		return s.endSessions(ctx, tx, id)
 	})
 }
 
