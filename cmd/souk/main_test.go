@@ -440,7 +440,7 @@ func TestDeadLetterCommands(t *testing.T) {
 	if err != nil || got.Header.Get("ce-id") != ev.ID || got.Header.Get(events.HdrDeadReason) != "" {
 		t.Fatalf("the replayed event on the users stream: %v %v", got, err)
 	}
-	if code, out := souk("events", "dlq", "replay", "999"); code != 1 || !strings.Contains(out, "no dead letter 999") {
+	if code, out := souk("events", "dlq", "replay", "999"); code != 1 || !strings.Contains(out, "dead letter 999: no such dead letter") {
 		t.Fatalf("replay of an unknown seq: %d %s", code, out)
 	}
 }
