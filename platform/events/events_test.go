@@ -356,6 +356,50 @@ func TestReplicatedRelays(t *testing.T) {
 	})
 }
 
+// TestRelaysInOtherSchemas runs a service's relay in one PostgreSQL schema
+// while another deployment of the same service, in another schema of the
+// same database, is in the middle of relaying: replicas of one outbox take
+// turns, other outboxes do not wait for them.
+func TestRelaysInOtherSchemas(t *testing.T) {
+	ctx := context.Background()
+	pg, broker := testenv.Databases()[1], testenv.Brokers()[0]
+	a, b := newEnv(t, pg, broker), newEnv(t, pg, broker) // two schemas
+	a.write(t, 0, 1, 1, 1)
+	held, release := make(chan struct{}), make(chan struct{})
+	ra := NewRelay(a.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t))
+	ra.afterPublish = func() error { close(held); <-release; return nil }
+	done := make(chan error, 1)
+	go func() { _, err := ra.Flush(ctx); done <- err }()
+	select {
+	case <-held: // a's relay holds its turn, in its transaction
+	case err := <-done:
+		t.Fatalf("a's relay ended before publishing: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a's relay did not publish in 10s")
+	}
+	// b's events are a's service's too, so that its relay is that
+	// service's.
+	for i := range 3 {
+		err := b.outbox.Do(ctx, func(tx *sql.Tx) error {
+			return b.outbox.Emit(ctx, tx, a.typ, "s0", map[string]int{"n": 100 + i})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := NewRelay(b.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t)).Flush(ctx)
+	close(release)
+	if aerr := <-done; aerr != nil {
+		t.Fatalf("a's relay: %v", aerr)
+	}
+	if err != nil || n != 3 {
+		t.Fatalf("the relay of another schema published %d of 3 rows (%v) while a's relayed", n, err)
+	}
+	if got := a.streamCount(t); got != 4 {
+		t.Fatalf("the stream holds %d messages, want 4", got)
+	}
+}
+
 // TestCrashPoints stops the relay or the consumer, as a kill would, at each
 // point where a crash could lose or double an event, and checks that after
 // a restart every event has exactly one effect.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"strings"
 	"time"
@@ -115,7 +114,11 @@ func (r *Relay) flushBatch(ctx context.Context) (int, error) {
 	var n int
 	err := r.outbox.db.InTx(ctx, func(tx *sql.Tx) error {
 		var mine bool
-		if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock($1)`, r.lockKey()).Scan(&mine); err != nil {
+		// The lock's key names the outbox's schema too: advisory locks
+		// are the database's, and deployments kept apart by schema (as
+		// tests, benchmarks and souk chaos do) must not relay in turns.
+		if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock(hashtextextended($1 || '.' || current_schema(), 0))`,
+			r.lockName()).Scan(&mine); err != nil {
 			return err
 		}
 		if !mine {
@@ -128,13 +131,9 @@ func (r *Relay) flushBatch(ctx context.Context) (int, error) {
 	return n, err
 }
 
-// lockKey is the advisory lock that one replica of the service holds while
-// it relays.
-func (r *Relay) lockKey() int64 {
-	h := fnv.New64a()
-	h.Write([]byte("souk-outbox-" + r.service))
-	return int64(h.Sum64())
-}
+// lockName names the advisory lock that one replica of the service holds
+// while it relays; its key is hashed from it and the schema.
+func (r *Relay) lockName() string { return "souk-outbox-" + r.service }
 
 type querier interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
