@@ -55,6 +55,13 @@ func NATSPermissions(identity, registry string) (publish, subscribe []string, er
 		// their buckets (empty), never write an entry.
 		publish = append(publish, bucket(auth.APIKeyBucket)...)
 		publish = append(publish, bucket(auth.RevocationBucket)...)
+		// The console reads the dead letters (a service replays them).
+		publish = append(publish,
+			"$JS.API.STREAM.INFO."+events.DeadLetterStream, "$JS.API.STREAM.MSG.GET."+events.DeadLetterStream,
+			"$JS.API.CONSUMER.CREATE."+events.DeadLetterStream, "$JS.API.CONSUMER.CREATE."+events.DeadLetterStream+".>",
+			"$JS.API.CONSUMER.INFO."+events.DeadLetterStream+".>", "$JS.API.CONSUMER.DELETE."+events.DeadLetterStream+".>",
+			"$JS.API.CONSUMER.MSG.NEXT."+events.DeadLetterStream+".>",
+		)
 		slices.Sort(publish)
 		return publish, subscribe, nil
 	}
@@ -72,6 +79,9 @@ func NATSPermissions(identity, registry string) (publish, subscribe []string, er
 		"$JS.API.STREAM.CREATE."+own, "$JS.API.STREAM.UPDATE."+own, "$JS.API.STREAM.INFO."+own,
 		"$JS.API.STREAM.CREATE."+events.DeadLetterStream, "$JS.API.STREAM.UPDATE."+events.DeadLetterStream,
 		"$JS.API.STREAM.INFO."+events.DeadLetterStream,
+		// Replaying a dead letter of its own stream for the console: read
+		// it, publish it again (its own subject), delete it.
+		"$JS.API.STREAM.MSG.GET."+events.DeadLetterStream, "$JS.API.STREAM.MSG.DELETE."+events.DeadLetterStream,
 	)
 	if len(parts.Retired) > 0 {
 		publish = append(publish, "$JS.API.STREAM.PURGE."+own)

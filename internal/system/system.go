@@ -32,6 +32,7 @@ import (
 	"github.com/souk-shop/souk/platform/store"
 	"github.com/souk-shop/souk/platform/telemetry"
 	"github.com/souk-shop/souk/services/gateway"
+	"github.com/souk-shop/souk/services/gateway/console"
 	"github.com/souk-shop/souk/web"
 )
 
@@ -393,6 +394,9 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 		return auth.WithCaller(r.Context(), c), err
 	})
 	parts.Routes(rt)
+	// The console replays a dead letter through the service whose event
+	// it is: the one process that may publish it.
+	rt.Handle("POST /dead-letters/{seq}/replay", console.ReplayHandler(name, u.js))
 	if err := s.serve(u, in.Addr, rt, log, scfg, nil); err != nil {
 		return err
 	}
@@ -472,6 +476,14 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	gw := gateway.New(gc.Config, authn, limiter, upstream, u.prover, metrics, log)
 	gw.Trace(tp)
 	gw.Routes(rt)
+	// The operators' console API, over what the gateway holds; it samples
+	// the services' metrics until the system stops.
+	con := console.New(console.Deps{
+		Services: ServiceNames(), Instances: w, Breakers: upstream.Breakers(), Gateway: metrics.Gatherer(),
+		Ring: s.tracing.Ring(), JS: u.js, Upstream: upstream, Prover: u.prover, Log: log,
+	})
+	gw.Host(console.Name, con)
+	go con.Run(bg)
 	// The storefront and the console, whose pages call the API above.
 	site, err := web.New()
 	if err != nil {
@@ -480,7 +492,7 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	for _, p := range web.Patterns() {
 		rt.HandleHTTP(p, site)
 	}
-	rt.NoTrace(web.Untraced)
+	rt.NoTrace(func(path string) bool { return web.Untraced(path) || strings.HasPrefix(path, "/api/admin/") })
 	if err := s.serve(u, gc.Addr, rt, log, scfg, gc.TLS); err != nil {
 		return err
 	}

@@ -29,6 +29,9 @@ func NewRegistry(service string) *Registry {
 	return r
 }
 
+// Gatherer gathers the registry's metrics in-process, as a scrape would.
+func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
+
 // Handler serves the metrics in the Prometheus text format.
 func (r *Registry) Handler() http.Handler {
 	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.Registerer})
