@@ -249,15 +249,33 @@ func (s *System) attach(ctx, bg context.Context, u *unit, identity string) (*dis
 	if u.js, err = jetstream.New(u.nc); err != nil {
 		return nil, nil, err
 	}
-	reg, err := discovery.Open(ctx, u.nc, s.registry, s.log)
+	// Each step is tried again while JetStream does not answer in time.
+	try := func(what string, ctx context.Context, step func(context.Context) error) error {
+		return retryStart(ctx, s.log, what, startBudget, startPause, step)
+	}
+	var (
+		reg       *discovery.Registry
+		w         *discovery.Watcher
+		keyBucket jetstream.KeyValue
+	)
+	err = try("open the registry", ctx, func(ctx context.Context) (err error) {
+		reg, err = discovery.Open(ctx, u.nc, s.registry, s.log)
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := reg.Watch(bg)
+	err = try("watch the registry", bg, func(bg context.Context) (err error) {
+		w, err = reg.Watch(bg)
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	keyBucket, err := auth.OpenKeyBucket(ctx, u.js, s.streams.Replicas)
+	err = try("open the key bucket", ctx, func(ctx context.Context) (err error) {
+		keyBucket, err = auth.OpenKeyBucket(ctx, u.js, s.streams.Replicas)
+		return err
+	})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -267,7 +285,11 @@ func (s *System) attach(ctx, bg context.Context, u *unit, identity string) (*dis
 	if err := auth.PublishKey(bg, keyBucket, u.prover, s.log); err != nil {
 		return nil, nil, err
 	}
-	if u.keys, err = auth.WatchKeys(bg, keyBucket, s.log); err != nil {
+	err = try("watch the keys", bg, func(bg context.Context) (err error) {
+		u.keys, err = auth.WatchKeys(bg, keyBucket, s.log)
+		return err
+	})
+	if err != nil {
 		return nil, nil, err
 	}
 	return reg, w, nil

@@ -101,7 +101,7 @@ func WatchKeys(ctx context.Context, kv jetstream.KeyValue, log *slog.Logger) (*K
 	case <-synced:
 		return set, nil
 	case <-time.After(10 * time.Second):
-		return nil, errors.New("watch keys: the keys did not arrive in 10s")
+		return nil, fmt.Errorf("watch keys: the keys did not arrive in 10s: %w", context.DeadlineExceeded)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -77,7 +77,7 @@ func (r *Registry) Watch(ctx context.Context) (*Watcher, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-time.After(10 * time.Second):
-		return nil, fmt.Errorf("watch registry: initial entries did not arrive in 10s")
+		return nil, fmt.Errorf("watch registry: initial entries did not arrive in 10s: %w", context.DeadlineExceeded)
 	}
 }
 

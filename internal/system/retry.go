@@ -1,0 +1,62 @@
+package system
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// How long a process keeps trying a step of its start that JetStream did
+// not answer in time, and how long it waits between tries.
+const (
+	startBudget = 30 * time.Second
+	startPause  = 500 * time.Millisecond
+)
+
+// retryStart runs step until it succeeds, fails for another reason than
+// NATS's slowness, or budget is spent. While its cluster elects a leader
+// (a server was just lost) or the machine is busy, a JetStream request at
+// start may time out, and the next one usually gets through: exiting would
+// cost a restart by a supervisor instead, whose back-off grows.
+//
+// step gets a context of its own, a child of ctx: what a failed try left
+// running (a watcher) is stopped with it; what a successful one started
+// lives as long as ctx.
+func retryStart(ctx context.Context, log *slog.Logger, what string, budget, pause time.Duration, step func(context.Context) error) error {
+	give := time.Now().Add(budget)
+	for try := 1; ; try++ {
+		err := runTry(ctx, step)
+		if err == nil {
+			return nil
+		}
+		if !slowNATS(err) || ctx.Err() != nil || time.Now().Add(pause).After(give) {
+			return err
+		}
+		log.Warn("NATS did not answer a step of the start in time; trying again", "step", what, "try", try, "err", err)
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return err
+		}
+	}
+}
+
+func runTry(ctx context.Context, step func(context.Context) error) (err error) {
+	tctx, cancel := context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			cancel()
+		}
+	}()
+	return step(tctx)
+}
+
+// slowNATS tells whether err is NATS not answering in time, as opposed to
+// refusing (a permission, a configuration that conflicts).
+func slowNATS(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders)
+}
