@@ -798,18 +798,27 @@ func topStatements(ctx context.Context, path string) error {
 		return err
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3),
-		rows, wal_bytes, regexp_replace(query, '\s+', ' ', 'g')
-		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriter(f)
+	var calls, commits int64
+	var total float64
+	if err := db.QueryRowContext(ctx, `SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0),
+		coalesce(sum(calls) FILTER (WHERE query ILIKE 'commit%'), 0) FROM pg_stat_statements`).Scan(&calls, &total, &commits); err != nil {
+		f.Close()
+		return err
+	}
+	fmt.Fprintf(w, "all statements: %d calls (%d commits), %.0f ms in all\n", calls, commits, total)
+	rows, err := db.QueryContext(ctx, `SELECT calls, round(total_exec_time::numeric, 1), round(mean_exec_time::numeric, 3),
+		rows, wal_bytes, regexp_replace(query, '\s+', ' ', 'g')
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25`)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	defer rows.Close()
 	fmt.Fprintln(w, "calls\ttotal ms\tmean ms\trows\twal bytes\tquery")
 	for rows.Next() {
 		var calls, nrows, wal int64
