@@ -55,12 +55,10 @@ func NATSPermissions(identity, registry string) (publish, subscribe []string, er
 		// their buckets (empty), never write an entry.
 		publish = append(publish, bucket(auth.APIKeyBucket)...)
 		publish = append(publish, bucket(auth.RevocationBucket)...)
-		// The console reads the dead letters (a service replays them).
+		// The console reads the dead letters, one message at a time (a
+		// service replays them).
 		publish = append(publish,
 			"$JS.API.STREAM.INFO."+events.DeadLetterStream, "$JS.API.STREAM.MSG.GET."+events.DeadLetterStream,
-			"$JS.API.CONSUMER.CREATE."+events.DeadLetterStream, "$JS.API.CONSUMER.CREATE."+events.DeadLetterStream+".>",
-			"$JS.API.CONSUMER.INFO."+events.DeadLetterStream+".>", "$JS.API.CONSUMER.DELETE."+events.DeadLetterStream+".>",
-			"$JS.API.CONSUMER.MSG.NEXT."+events.DeadLetterStream+".>",
 		)
 		slices.Sort(publish)
 		return publish, subscribe, nil

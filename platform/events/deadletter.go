@@ -75,6 +75,33 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, consumer strin
 	return out, nil
 }
 
+// ReadDeadLetters returns up to limit dead letters, oldest first, getting
+// them from the stream one by one rather than through a consumer: for a
+// reader allowed only to get the stream's messages, such as the gateway's
+// console.
+func ReadDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]DeadLetter, error) {
+	s, err := js.Stream(ctx, DeadLetterStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []DeadLetter
+	for seq := uint64(1); len(out) < limit; {
+		raw, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject("souk.dlq.>"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, deadLetterOf(raw))
+		seq = raw.Sequence + 1
+	}
+	return out, nil
+}
+
 func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
 	h := m.Header
 	d := DeadLetter{

@@ -109,7 +109,7 @@ func New(d Deps) *Console {
 		direct: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}}
 	c.traffic = newSampler(d, c.direct)
 	for pattern, h := range c.routes() {
-		c.mux.Handle(pattern, handler(h))
+		c.mux.Handle(pattern, c.handler(h))
 	}
 	return c
 }
@@ -146,16 +146,21 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.mux.Serv
 func (c *Console) Run(ctx context.Context) { c.traffic.run(ctx) }
 
 // handler checks the caller's role and writes a handler's error as
-// problem+json.
-func handler(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+// problem+json; the cause of a 5xx, which the answer does not tell, is
+// logged.
+func (c *Console) handler(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := auth.FromRequest(r).RequireAdmin()
 		if err == nil {
 			err = h(w, r)
 		}
-		if err != nil {
-			problem.Write(w, err)
+		if err == nil {
+			return
 		}
+		if e, ok := errors.AsType[*problem.Error](err); (!ok || e.Code.Status() >= 500) && c.d.Log != nil {
+			c.d.Log.ErrorContext(r.Context(), "console: request failed", "route", r.Pattern, "err", err)
+		}
+		problem.Write(w, err)
 	})
 }
 
@@ -186,7 +191,7 @@ func (c *Console) orderTrace(w http.ResponseWriter, r *http.Request) error {
 
 // deadLetters lists the dead letters, oldest first.
 func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request) error {
-	dls, err := events.ListDeadLetters(r.Context(), c.d.JS, "", 500)
+	dls, err := events.ReadDeadLetters(r.Context(), c.d.JS, 500)
 	if err != nil {
 		return problem.Wrap(problem.Unavailable, err, "the dead letters cannot be read right now")
 	}

@@ -4,14 +4,17 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -21,6 +24,7 @@ import (
 	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/discovery"
+	"github.com/souk-shop/souk/platform/events"
 	"github.com/souk-shop/souk/platform/problem"
 	"github.com/souk-shop/souk/platform/telemetry"
 )
@@ -390,6 +394,37 @@ func TestDeadLetters(t *testing.T) {
 		if p := problemOf(t, call, w); !strings.Contains(w.Body.String(), tc.words) {
 			t.Errorf("%s: the problem %v does not say %q", call, p, tc.words)
 		}
+	}
+
+	// Three dead letters, the second replayed (deleted): the list skips it.
+	ctx := context.Background()
+	if err := events.EnsureDeadLetterStream(ctx, js, events.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, reason := range []string{"first", "second", "third"} {
+		m := nats.NewMsg(events.DeadLetterSubject("inventory-OrderPlaced"))
+		m.Header.Set(events.HdrDeadReason, reason)
+		m.Header.Set(events.HdrDeadConsumer, "inventory-OrderPlaced")
+		m.Header.Set(events.HdrDeadStream, "souk_orders")
+		m.Header.Set(events.HdrDeadDeliveries, strconv.Itoa(i+1))
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := js.Stream(ctx, events.DeadLetterStream); err != nil || st.DeleteMsg(ctx, 2) != nil {
+		t.Fatalf("delete the second dead letter: %v", err)
+	}
+	w := serve(c, "GET", "/admin/dead-letters", auth.RoleAdmin)
+	var list struct{ Items []events.DeadLetter }
+	if err := json.Unmarshal(w.Body.Bytes(), &list); err != nil || w.Code != 200 {
+		t.Fatalf("GET /admin/dead-letters: %d %v %s", w.Code, err, w.Body)
+	}
+	var got []string
+	for _, d := range list.Items {
+		got = append(got, fmt.Sprintf("%d %s %s %d", d.Seq, d.Consumer, d.Reason, d.Deliveries))
+	}
+	if want := "1 inventory-OrderPlaced first 1; 3 inventory-OrderPlaced third 3"; strings.Join(got, "; ") != want {
+		t.Errorf("GET /admin/dead-letters lists %q, want %q", got, want)
 	}
 
 	// The route each service serves for the console.
