@@ -2,6 +2,9 @@ package store_test
 
 import (
 	"context"
+	"net"
+	"net/url"
+	"os"
 	"testing"
 	"testing/fstest"
 
@@ -79,5 +82,43 @@ func TestOpenErrors(t *testing.T) {
 			db.Close()
 			t.Errorf("Open(%q) succeeded", url)
 		}
+	}
+}
+
+// TestPlainOnLoopback connects to a PostgreSQL on loopback, its URL saying
+// nothing of TLS, and checks that the connection does without TLS; and
+// that a URL asking for TLS still gets it.
+func TestPlainOnLoopback(t *testing.T) {
+	raw := testenv.PostgresURL(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := u.Hostname(); h != "localhost" && !net.ParseIP(h).IsLoopback() || u.Query().Has("sslmode") || os.Getenv("PGSSLMODE") != "" {
+		t.Skipf("%s is not a loopback URL that leaves TLS to the driver", testenv.PostgresEnv)
+	}
+	ctx := context.Background()
+	usesTLS := func(raw string) (bool, error) {
+		db, err := store.Open(ctx, raw)
+		if err != nil {
+			return false, err
+		}
+		defer db.Close()
+		var ssl bool
+		err = db.QueryRowContext(ctx, `SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()`).Scan(&ssl)
+		return ssl, err
+	}
+	if ssl, err := usesTLS(raw); err != nil || ssl {
+		t.Fatalf("a loopback connection without sslmode: TLS %v (%v), want none", ssl, err)
+	}
+	q := u.Query()
+	q.Set("sslmode", "require")
+	u.RawQuery = q.Encode()
+	ssl, err := usesTLS(u.String())
+	if err != nil {
+		t.Skipf("the server does not take TLS: %v", err)
+	}
+	if !ssl {
+		t.Fatal("sslmode=require connected without TLS")
 	}
 }
