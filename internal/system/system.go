@@ -499,13 +499,15 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	gw.Trace(tp)
 	gw.Routes(rt)
 	// The operators' console API, over what the gateway holds; it samples
-	// the services' metrics until the system stops.
+	// the services' metrics until the gateway stops, which waits for it.
 	con := console.New(console.Deps{
 		Services: ServiceNames(), Instances: w, Breakers: upstream.Breakers(), Gateway: metrics.Gatherer(),
 		Ring: s.tracing.Ring(), JS: u.js, Upstream: upstream, Prover: u.prover, Log: log,
 	})
 	gw.Host(console.Name, con)
-	go con.Run(bg)
+	work, stop := context.WithCancel(bg)
+	u.stopWork = stop
+	u.work.Go(func() { con.Run(work) })
 	// The storefront and the console, whose pages call the API above.
 	site, err := web.New()
 	if err != nil {
