@@ -61,14 +61,15 @@ func (s *Store) SetRole(ctx context.Context, email, role string) error {
 // BootstrapAdmin makes sure the user with email exists and is an admin.
 // If it does not exist it is created with password, or with a random
 // password, which is returned, if password is empty. If it exists and
-// password is not empty, its password is set to it (which ends its
-// sessions).
+// password is neither empty nor its password already, its password is set
+// to it (which ends its sessions). Every instance of users does this at
+// its start, so a restart must not end the admin's sessions for nothing.
 func (s *Store) BootstrapAdmin(ctx context.Context, hasher *auth.Hasher, email, password string) (generated string, err error) {
 	key, err := emailKey(email)
 	if err != nil {
 		return "", err
 	}
-	id, _, role, err := s.credentials(ctx, key)
+	id, current, role, err := s.credentials(ctx, key)
 	if err != nil {
 		return "", err
 	}
@@ -83,6 +84,9 @@ func (s *Store) BootstrapAdmin(ctx context.Context, hasher *auth.Hasher, email, 
 		}
 		if msg := checkPassword(password); msg != "" {
 			return "", problem.Field("password", msg)
+		}
+		if same, err := hasher.Verify(ctx, password, current); err != nil || same {
+			return "", err
 		}
 		hash, err := hasher.Hash(ctx, password)
 		if err != nil {

@@ -196,6 +196,19 @@ func TestCredentials(t *testing.T) {
 			if ok, _ := hasher.Verify(ctx, pw, hash); ok {
 				t.Fatal("the old password still works")
 			}
+			// Every instance bootstraps at its start: the same password
+			// again leaves the admin's sessions alone.
+			admin, _, _, _ := st.credentials(ctx, "root@example.com")
+			sess, err := st.StartSession(ctx, admin, auth.RoleAdmin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.BootstrapAdmin(ctx, hasher, "root@example.com", "correct horse battery"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.Refresh(ctx, sess.Refresh); err != nil {
+				t.Fatalf("a restart with the same admin password ended the admin's session: %v", err)
+			}
 		})
 
 		t.Run("login throttle", func(t *testing.T) { testThrottle(t, st, db) })
