@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // How long a process keeps trying a step of its start that JetStream did
@@ -54,9 +55,11 @@ func runTry(ctx context.Context, step func(context.Context) error) (err error) {
 	return step(tctx)
 }
 
-// slowNATS tells whether err is NATS not answering in time, as opposed to
-// refusing (a permission, a configuration that conflicts).
+// slowNATS tells whether err is NATS not answering in time, or JetStream
+// saying it is temporarily unavailable (503, while it has no meta leader),
+// as opposed to refusing (a permission, a configuration that conflicts).
 func slowNATS(err error) bool {
+	var api *jetstream.APIError
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders)
+		errors.Is(err, nats.ErrNoResponders) || (errors.As(err, &api) && api.Code == 503)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestRetryStart: a step of the start that NATS does not answer in time is
@@ -17,6 +18,7 @@ import (
 func TestRetryStart(t *testing.T) {
 	slow := fmt.Errorf("watch registry: %w", context.DeadlineExceeded)
 	refused := errors.New("nats: permissions violation")
+	unavailable := &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}
 	for _, c := range []struct {
 		name      string
 		failures  []error // what the tries return before they succeed
@@ -27,6 +29,7 @@ func TestRetryStart(t *testing.T) {
 		{"succeeds at once", nil, 10 * time.Second, nil, 1},
 		{"slow twice, then answers", []error{slow, nats.ErrTimeout}, 10 * time.Second, nil, 3},
 		{"no responders while a leader is elected", []error{nats.ErrNoResponders}, 10 * time.Second, nil, 2},
+		{"JetStream temporarily unavailable", []error{fmt.Errorf("registry bucket: %w", unavailable)}, 10 * time.Second, nil, 2},
 		{"a refusal is final", []error{refused, nil}, 10 * time.Second, refused, 1},
 		{"slow, and no budget left", []error{slow, nil}, 0, slow, 1},
 	} {

@@ -332,10 +332,16 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 	if err := migrate(ctx, db, svc, log); err != nil {
 		return err
 	}
-	if err := events.EnsureStream(ctx, u.js, name, s.streams); err != nil {
+	err = retryStart(ctx, log, "its stream", startBudget, startPause, func(ctx context.Context) error {
+		return events.EnsureStream(ctx, u.js, name, s.streams)
+	})
+	if err != nil {
 		return err
 	}
-	if err := events.EnsureDeadLetterStream(ctx, u.js, s.streams); err != nil {
+	err = retryStart(ctx, log, "the dead-letter stream", startBudget, startPause, func(ctx context.Context) error {
+		return events.EnsureDeadLetterStream(ctx, u.js, s.streams)
+	})
+	if err != nil {
 		return err
 	}
 	outbox := events.NewOutbox(db)
