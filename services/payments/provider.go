@@ -109,6 +109,17 @@ func (p *Simulated) change(ctx context.Context, key, operation, orderID, ref str
 	outcome := map[string]string{"capture": "captured", "void": "voided", "refund": "refunded"}[operation]
 	var recorded op
 	err := p.db.InTx(ctx, func(tx *sql.Tx) error {
+		// Changes of one authorization take turns, as at a real provider:
+		// a capture and a void (from two consumers, or two instances) that
+		// both read it as authorized would both succeed. SQLite's
+		// transactions take turns anyway; on PostgreSQL the authorization's
+		// row is locked until the change commits.
+		if p.db.Dialect == store.Postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT 1 FROM simulated_provider_operations
+				WHERE reference = $1 AND operation = 'authorize' FOR UPDATE`, ref); err != nil {
+				return err
+			}
+		}
 		if prev, ok, err := lookup(ctx, tx, key); err != nil || ok {
 			recorded = prev
 			return err

@@ -64,6 +64,30 @@ func TestStore(t *testing.T) {
 			}
 		})
 
+		t.Run("the simulated provider lets a capture or a void of one authorization win, never both", func(t *testing.T) {
+			sim := NewSimulated(db, SimulatedConfig{})
+			for range 20 {
+				o := server.NewID()
+				ref, err := sim.Authorize(ctx, "authorize:"+o, o, amount, "4242424242424242")
+				if err != nil {
+					t.Fatal(err)
+				}
+				start := make(chan struct{})
+				errs := make(chan error, 2)
+				for _, op := range []func() error{
+					func() error { return sim.Capture(ctx, "capture:"+o, o, ref) },
+					func() error { return sim.Void(ctx, "void:"+o, o, ref) },
+				} {
+					go func() { <-start; errs <- op() }()
+				}
+				close(start)
+				capture, void := <-errs, <-errs
+				if capture == nil && void == nil {
+					t.Fatalf("order %s: the provider both captured and voided one authorization", o)
+				}
+			}
+		})
+
 		t.Run("a tombstone marks a payment never asked for, and never replaces one", func(t *testing.T) {
 			cancelledFirst, paid := server.NewID(), server.NewID()
 			in(func(tx *sql.Tx) error { return tombstone(ctx, tx, cancelledFirst, t0) })
