@@ -55,11 +55,28 @@ func runTry(ctx context.Context, step func(context.Context) error) (err error) {
 	return step(tctx)
 }
 
+// jsStreamOffline is JetStream's error code for a stream whose replicas
+// have no leader yet (a server of the cluster was just lost or is back).
+const jsStreamOffline jetstream.ErrorCode = 10118
+
 // slowNATS tells whether err is NATS not answering in time, or JetStream
-// saying it is temporarily unavailable (503, while it has no meta leader),
-// as opposed to refusing (a permission, a configuration that conflicts).
+// saying it is temporarily unavailable (503, while it has no meta leader)
+// or that a stream is offline, as opposed to refusing (a permission, a
+// configuration that conflicts).
 func slowNATS(err error) bool {
 	var api *jetstream.APIError
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, nats.ErrNoResponders) || (errors.As(err, &api) && api.Code == 503)
+		errors.Is(err, nats.ErrNoResponders) ||
+		(errors.As(err, &api) && (api.Code == 503 || api.ErrorCode == jsStreamOffline))
+}
+
+// openBucket opens a KV bucket with open, trying again while JetStream is
+// slow, as the other steps of a start.
+func (s *System) openBucket(ctx context.Context, log *slog.Logger, what string, js jetstream.JetStream,
+	open func(context.Context, jetstream.JetStream, int) (jetstream.KeyValue, error)) (kv jetstream.KeyValue, err error) {
+	err = retryStart(ctx, log, what, startBudget, startPause, func(ctx context.Context) (err error) {
+		kv, err = open(ctx, js, s.streams.Replicas)
+		return err
+	})
+	return kv, err
 }

@@ -19,6 +19,7 @@ func TestRetryStart(t *testing.T) {
 	slow := fmt.Errorf("watch registry: %w", context.DeadlineExceeded)
 	refused := errors.New("nats: permissions violation")
 	unavailable := &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}
+	offline := &jetstream.APIError{Code: 500, ErrorCode: 10118, Description: "stream is offline"}
 	for _, c := range []struct {
 		name      string
 		failures  []error // what the tries return before they succeed
@@ -30,6 +31,7 @@ func TestRetryStart(t *testing.T) {
 		{"slow twice, then answers", []error{slow, nats.ErrTimeout}, 10 * time.Second, nil, 3},
 		{"no responders while a leader is elected", []error{nats.ErrNoResponders}, 10 * time.Second, nil, 2},
 		{"JetStream temporarily unavailable", []error{fmt.Errorf("registry bucket: %w", unavailable)}, 10 * time.Second, nil, 2},
+		{"a stream offline after a server's loss", []error{fmt.Errorf("api key bucket: %w", offline)}, 10 * time.Second, nil, 2},
 		{"a refusal is final", []error{refused, nil}, 10 * time.Second, refused, 1},
 		{"slow, and no budget left", []error{slow, nil}, 0, slow, 1},
 	} {

@@ -355,10 +355,10 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 	deps := service.Deps{
 		DB: db, Outbox: outbox, Hasher: s.hasher, Log: log,
 		APIKeys: func(ctx context.Context) (jetstream.KeyValue, error) {
-			return auth.OpenAPIKeys(ctx, u.js, s.streams.Replicas)
+			return s.openBucket(ctx, log, "the API-key bucket", u.js, auth.OpenAPIKeys)
 		},
 		Revocations: func(ctx context.Context) (jetstream.KeyValue, error) {
-			return auth.OpenRevocations(ctx, u.js, s.streams.Replicas)
+			return s.openBucket(ctx, log, "the revocation list", u.js, auth.OpenRevocations)
 		},
 		Client: &http.Client{Transport: traced(u.prover.Proving(resilience.Upstream(watcher, resilience.DefaultConfig(), metrics)), tp), Timeout: 10 * time.Second},
 	}
@@ -450,11 +450,11 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	if err != nil {
 		return err
 	}
-	apiKeys, err := auth.OpenAPIKeys(ctx, u.js, s.streams.Replicas)
+	apiKeys, err := s.openBucket(ctx, log, "the API-key bucket", u.js, auth.OpenAPIKeys)
 	if err != nil {
 		return err
 	}
-	revocations, err := auth.OpenRevocations(ctx, u.js, s.streams.Replicas)
+	revocations, err := s.openBucket(ctx, log, "the revocation list", u.js, auth.OpenRevocations)
 	if err != nil {
 		return err
 	}
