@@ -45,6 +45,11 @@ func retryStart(ctx context.Context, log *slog.Logger, what string, budget, paus
 	}
 }
 
+// retry is retryStart with the start's budget and pause.
+func (s *System) retry(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
+	return retryStart(ctx, log, what, startBudget, startPause, step)
+}
+
 func runTry(ctx context.Context, step func(context.Context) error) (err error) {
 	tctx, cancel := context.WithCancel(ctx)
 	defer func() {
@@ -74,7 +79,7 @@ func slowNATS(err error) bool {
 // slow, as the other steps of a start.
 func (s *System) openBucket(ctx context.Context, log *slog.Logger, what string, js jetstream.JetStream,
 	open func(context.Context, jetstream.JetStream, int) (jetstream.KeyValue, error)) (kv jetstream.KeyValue, err error) {
-	err = retryStart(ctx, log, what, startBudget, startPause, func(ctx context.Context) (err error) {
+	err = s.retry(ctx, log, what, func(ctx context.Context) (err error) {
 		kv, err = open(ctx, js, s.streams.Replicas)
 		return err
 	})

@@ -250,29 +250,26 @@ func (s *System) attach(ctx, bg context.Context, u *unit, identity string) (*dis
 		return nil, nil, err
 	}
 	// Each step is tried again while JetStream does not answer in time.
-	try := func(what string, ctx context.Context, step func(context.Context) error) error {
-		return retryStart(ctx, s.log, what, startBudget, startPause, step)
-	}
 	var (
 		reg       *discovery.Registry
 		w         *discovery.Watcher
 		keyBucket jetstream.KeyValue
 	)
-	err = try("open the registry", ctx, func(ctx context.Context) (err error) {
+	err = s.retry(ctx, s.log, "open the registry", func(ctx context.Context) (err error) {
 		reg, err = discovery.Open(ctx, u.nc, s.registry, s.log)
 		return err
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	err = try("watch the registry", bg, func(bg context.Context) (err error) {
+	err = s.retry(bg, s.log, "watch the registry", func(bg context.Context) (err error) {
 		w, err = reg.Watch(bg)
 		return err
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	err = try("open the key bucket", ctx, func(ctx context.Context) (err error) {
+	err = s.retry(ctx, s.log, "open the key bucket", func(ctx context.Context) (err error) {
 		keyBucket, err = auth.OpenKeyBucket(ctx, u.js, s.streams.Replicas)
 		return err
 	})
@@ -285,7 +282,7 @@ func (s *System) attach(ctx, bg context.Context, u *unit, identity string) (*dis
 	if err := auth.PublishKey(bg, keyBucket, u.prover, s.log); err != nil {
 		return nil, nil, err
 	}
-	err = try("watch the keys", bg, func(bg context.Context) (err error) {
+	err = s.retry(bg, s.log, "watch the keys", func(bg context.Context) (err error) {
 		u.keys, err = auth.WatchKeys(bg, keyBucket, s.log)
 		return err
 	})
@@ -332,13 +329,13 @@ func (s *System) startService(ctx, bg context.Context, svc Service, in Instance,
 	if err := migrate(ctx, db, svc, log); err != nil {
 		return err
 	}
-	err = retryStart(ctx, log, "its stream", startBudget, startPause, func(ctx context.Context) error {
+	err = s.retry(ctx, log, "its stream", func(ctx context.Context) error {
 		return events.EnsureStream(ctx, u.js, name, s.streams)
 	})
 	if err != nil {
 		return err
 	}
-	err = retryStart(ctx, log, "the dead-letter stream", startBudget, startPause, func(ctx context.Context) error {
+	err = s.retry(ctx, log, "the dead-letter stream", func(ctx context.Context) error {
 		return events.EnsureDeadLetterStream(ctx, u.js, s.streams)
 	})
 	if err != nil {
