@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/souk-shop/souk/internal/load"
@@ -56,7 +58,23 @@ func (l *loadCmd) run(ctx context.Context, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "souk load: setting up %d shoppers and %d products at %s…\n", cfg.Clients, cfg.Products, cfg.Gateway)
 		progress = func(p load.Progress) { fmt.Fprintf(stdout, "\r\033[K%s", p.Line()) }
 	}
-	rep, err := load.Run(ctx, cfg, progress, nil)
+	// The first interrupt (the end of ctx) ends the schedule as --duration
+	// would: what is in flight finishes and placed orders are followed, so
+	// the report is whole. Signals then go back to their default, and a
+	// second interrupt ends the process at once.
+	stop, done := make(chan struct{}), make(chan struct{})
+	defer close(done)
+	cfg.Stop = stop
+	go func() {
+		select {
+		case <-ctx.Done():
+			signal.Reset(os.Interrupt, syscall.SIGTERM)
+			fmt.Fprintf(stdout, "\nsouk load: stopping: finishing what is in flight and following placed orders (interrupt again to quit at once)\n")
+			close(stop)
+		case <-done:
+		}
+	}()
+	rep, err := load.Run(context.WithoutCancel(ctx), cfg, progress, nil)
 	if progress != nil {
 		fmt.Fprint(stdout, "\r\033[K")
 	}

@@ -31,6 +31,11 @@ type Config struct {
 	// Duration and Requests bound the schedule; at least one is set.
 	Duration time.Duration
 	Requests int
+	// Stop, when closed, ends the schedule early as reaching Duration
+	// would: operations in flight finish and placed orders are still
+	// followed to their end. Cancelling Run's context instead abandons
+	// them. Nil: the schedule runs its course.
+	Stop <-chan struct{}
 	// Concurrency bounds the operations in flight; an operation due when
 	// all are busy waits, and its wait counts in its latency.
 	Concurrency int
@@ -252,6 +257,8 @@ schedule:
 			select {
 			case <-ctx.Done():
 				break schedule
+			case <-cfg.Stop:
+				break schedule
 			case <-timer.C:
 			}
 		}
@@ -261,10 +268,12 @@ schedule:
 			scheduled.Add(1)
 		case <-ctx.Done():
 			break schedule
+		case <-cfg.Stop:
+			break schedule
 		}
 	}
 	ran := time.Since(start)
-	if sched.Duration > 0 && ctx.Err() == nil {
+	if sched.Duration > 0 {
 		ran = min(ran, sched.Duration)
 	}
 	close(jobs)

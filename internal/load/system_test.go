@@ -107,6 +107,24 @@ func TestRunAgainstSouk(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil || back.Requests != rep.Requests || len(back.Timeline) != len(rep.Timeline) {
 		t.Errorf("the JSON report does not read back: %v", err)
 	}
+
+	// Stop ends a run early as its duration would: the report covers the
+	// time it ran, and the orders placed are still followed to their end.
+	stop := make(chan struct{})
+	lc.Duration, lc.Stop, lc.Seed = time.Minute, stop, 43
+	started := make(chan time.Time, 1)
+	time.AfterFunc(0, func() { <-started; time.Sleep(2 * time.Second); close(stop) })
+	t0 := time.Now()
+	rep, err = load.Run(context.Background(), lc, nil, started)
+	if err != nil {
+		t.Fatalf("a run stopped early: %v", err)
+	}
+	if took := time.Since(t0); took > 30*time.Second || rep.Seconds > 10 {
+		t.Errorf("stopped after 2 s of a minute's run, it took %s and reports %.1f s", took, rep.Seconds)
+	}
+	if o := rep.Orders; o.Placed == 0 || o.Terminal() != o.Placed || o.Open != 0 {
+		t.Errorf("orders of a stopped run %+v: every placed order should still end", o)
+	}
 }
 
 // TestRunNeedsPassword: creating products needs the admin's password,
