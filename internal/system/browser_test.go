@@ -3,7 +3,12 @@ package system
 import (
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -123,7 +128,8 @@ func TestStorefront(t *testing.T) {
 
 // TestConsole is an admin in a real Chromium: logs in to the console
 // (after a customer is refused), sees every service's instances, sees a
-// second catalog instance join and, stopped, leave; creates a product
+// second catalog instance join, its breaker open when it fails every request
+// and close when it answers well again, and, stopped, leave; creates a product
 // and sets its stock; finds a placed order and reads its saga as a
 // timeline beside its trace; sees traffic and the events backlog;
 // replays a dead letter; at phone width too. Every API answer the page
@@ -158,29 +164,6 @@ func TestConsole(t *testing.T) {
 		b.WaitText(`[data-service=`+name+`] tbody`, "Ready", 5*time.Second)
 	}
 	b.Screenshot("console-topology")
-
-	// A second catalog instance joins the topology, and leaves it when
-	// stopped, without the page being reloaded.
-	origin := browsertest.Eval[float64](b, `performance.timeOrigin`)
-	catalogs := func() int {
-		return browsertest.Eval[int](b, `document.querySelectorAll('[data-service=catalog] tr[data-instance]').length`)
-	}
-	if n := catalogs(); n != 1 {
-		t.Fatalf("%d catalog instances shown, want 1", n)
-	}
-	second := startSystem(t, t.TempDir(), io.Discard, nil, func(c *Config) {
-		c.NATS, c.NATSListen, c.NATSCredentials, c.Gateway = sys.NATSURL, "", sys.Credentials, nil
-		c.Instances = []Instance{{Service: "catalog", Addr: "127.0.0.1:0", DB: dir + "/catalog.db"}}
-	})
-	b.WaitText(`[data-service=catalog] h2`, "2 instances", 10*time.Second)
-	b.Screenshot("console-topology-two-catalogs")
-	if err := second.Shutdown(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	b.WaitText(`[data-service=catalog] h2`, "1 instance", 10*time.Second)
-	if after := browsertest.Eval[float64](b, `performance.timeOrigin`); after != origin || catalogs() != 1 {
-		t.Fatalf("after the stop: %d catalog instances; reloaded: %v", catalogs(), after != origin)
-	}
 
 	// Catalog and stock.
 	b.Do("a new product", chromedp.Click(chromedp.Search(`//nav//a[text()="Catalog"]`)),
@@ -291,6 +274,95 @@ func TestConsole(t *testing.T) {
 		}
 		b.Screenshot("console-phone-" + strings.SplitN(view, "/", 2)[0])
 	}
+	// A second catalog instance joins the topology, and leaves it when
+	// stopped, without the page being reloaded.
+	// (Last, as its traffic pushes the order's trace out of the few kept.)
+	b.Do("topology", chromedp.EmulateViewport(1280, 900), chromedp.Navigate(gw+"/console/#/topology"))
+	b.WaitText(`[data-service=catalog] tbody`, "Ready", 5*time.Second)
+	origin := browsertest.Eval[float64](b, `performance.timeOrigin`)
+	catalogs := func() int {
+		return browsertest.Eval[int](b, `document.querySelectorAll('[data-service=catalog] tr[data-instance]').length`)
+	}
+	if n := catalogs(); n != 1 {
+		t.Fatalf("%d catalog instances shown, want 1", n)
+	}
+	// The second catalog advertises a front that can fail every request
+	// with a 500 of its own (a connection that fails would eject it from
+	// the picks instead): the gateway's breaker to it opens, and closes
+	// again once it answers well.
+	var front struct {
+		sync.Mutex
+		proxy *httputil.ReverseProxy
+		cut   bool
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		front.Lock()
+		proxy, cut := front.proxy, front.cut
+		front.Unlock()
+		switch {
+		case proxy == nil: // not started yet
+			panic(http.ErrAbortHandler)
+		case cut:
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusInternalServerError)
+			io.WriteString(w, `{"type":"about:blank","title":"Internal Server Error","status":500,"detail":"failing on purpose"}`)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	second := startSystem(t, t.TempDir(), io.Discard, nil, func(c *Config) {
+		c.NATS, c.NATSListen, c.NATSCredentials, c.Gateway = sys.NATSURL, "", sys.Credentials, nil
+		c.Instances = []Instance{{Service: "catalog", Addr: "127.0.0.1:0", Advertise: srv.URL, DB: dir + "/catalog.db"}}
+	})
+	target, err := url.Parse(second.URLs["catalog"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	front.Lock()
+	front.proxy = httputil.NewSingleHostReverseProxy(target)
+	front.Unlock()
+	b.WaitText(`[data-service=catalog] h2`, "2 instances", 10*time.Second)
+	b.Screenshot("console-topology-two-catalogs")
+	secondRow := `[data-service=catalog] tr[data-instance="` + browsertest.Eval[string](b,
+		`[...document.querySelectorAll('[data-service=catalog] tr[data-instance]')].find(r => r.textContent.includes('`+strings.TrimPrefix(srv.URL, "http://")+`')).dataset.instance`) + `"]`
+	// The page redraws the topology at every update: read the row afresh.
+	rowText := func() string {
+		return browsertest.Eval[string](b, `document.querySelector('`+secondRow+`')?.textContent ?? ''`)
+	}
+	browse := func(until string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(rowText(), until) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the second catalog's row says %q, not %q", rowText(), until)
+			}
+			for range 10 { // answers 200, or the second catalog's 500
+				if resp, err := http.Get(gw + "/api/products"); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	front.Lock()
+	front.cut = true
+	front.Unlock()
+	browse("Open")
+	b.Screenshot("console-topology-breaker-open")
+	front.Lock()
+	front.cut = false
+	front.Unlock()
+	browse("Closed")
+	if err := second.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitText(`[data-service=catalog] h2`, "1 instance", 10*time.Second)
+	if after := browsertest.Eval[float64](b, `performance.timeOrigin`); after != origin || catalogs() != 1 {
+		t.Fatalf("after the stop: %d catalog instances; reloaded: %v", catalogs(), after != origin)
+	}
+
 	b.Do("log out", chromedp.Click(chromedp.Search(`//button[text()="Log out"]`)))
 	b.WaitText(`h1`, "Log in", 5*time.Second)
 }
