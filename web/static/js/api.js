@@ -164,13 +164,23 @@ export const when = (t) => new Date(t).toLocaleString(undefined, { dateStyle: 'm
 // announce says msg to screen readers (and shows it) in the page's status
 // region.
 let hideAnnouncement;
+let announcedAt = 0;
 export function announce(msg) {
   const el = document.getElementById('status');
   if (!el) return;
   el.textContent = '';
   clearTimeout(hideAnnouncement);
+  announcedAt = Date.now();
   setTimeout(() => { el.textContent = msg; }, 50);
   hideAnnouncement = setTimeout(() => { el.textContent = ''; }, 6000);
+}
+
+// forgetAnnouncement hides what was announced more than a moment ago: on
+// a new view, the outcome of the action that led to it (announced as the
+// code moved on) stays, and an older message from another page goes.
+export function forgetAnnouncement() {
+  const el = document.getElementById('status');
+  if (el && Date.now() - announcedAt > 250) el.textContent = '';
 }
 
 // field returns a labelled input with room for its error message.

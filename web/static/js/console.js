@@ -3,7 +3,7 @@
 // the catalog and stock. Admins only: every call goes through the gateway
 // with the admin's token, to /api/admin/… (which the gateway serves itself)
 // or to the public admin API. The address's #fragment says which page shows.
-import { api, stream, session, money, h, when, announce, field, showErrors, ApiError } from './api.js';
+import { api, stream, session, money, h, when, announce, forgetAnnouncement, field, showErrors, ApiError } from './api.js';
 
 const main = document.getElementById('main');
 const account = document.getElementById('account');
@@ -116,7 +116,8 @@ function topology() {
             h('td', { title: i.id }, shortID(i.id), h('br'), h('span', { class: 'muted' }, i.url.replace(/^https?:\/\//, ''))),
             h('td', { title: when(i.started) }, age(Math.max(0, (new Date(top.at) - new Date(i.started)) / 1000))),
             h('td', {}, h('span', { class: `badge ${i.health}` }, healthWords[i.health] || i.health)),
-            h('td', {}, h('span', { class: `badge breaker-${i.breaker}` }, breakerWords[i.breaker] || i.breaker))))))
+            h('td', {}, s.name === 'gateway' ? h('span', { class: 'muted', title: 'The breakers are the gateway’s own' }, '—')
+              : h('span', { class: `badge breaker-${i.breaker}` }, breakerWords[i.breaker] || i.breaker))))))
           : h('p', { class: 'bad' }, 'No instance is running.'));
     }));
     return false;
@@ -471,6 +472,7 @@ async function product(id) {
 function route() {
   view.abort();
   view = new AbortController();
+  forgetAnnouncement();
   const [path, query] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(query || '');
   const parts = (path || '/').split('/').filter(Boolean).map(decodeURIComponent);

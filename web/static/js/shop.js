@@ -1,7 +1,7 @@
 // The storefront: products, a cart, checkout with a card, orders followed
 // live, and the customer's history. Every page is a view of the public API
 // through the gateway; the address's #fragment says which page is shown.
-import { api, stream, session, money, h, when, announce, field, showErrors, ApiError } from './api.js';
+import { api, stream, session, money, h, when, announce, forgetAnnouncement, field, showErrors, ApiError } from './api.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('account');
@@ -338,6 +338,7 @@ function account(kind, params) {
 
 // route shows the page the address names.
 function route() {
+  forgetAnnouncement();
   const [path, query] = location.hash.replace(/^#/, '').split('?');
   const params = new URLSearchParams(query || '');
   const parts = (path || '/').split('/').filter(Boolean);
