@@ -49,6 +49,23 @@ type exchange struct {
 	resp *network.Response
 }
 
+// Options start Debian's Chromium headless, in a window of width×height,
+// with its profile in userDataDir and nothing running in the background
+// (no updates, sync or extensions), for chromedp.NewExecAllocator.
+func Options(width, height int, userDataDir string) []chromedp.ExecAllocatorOption {
+	return []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(Chromium),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.WindowSize(width, height),
+		chromedp.UserDataDir(userDataDir),
+	}
+}
+
 // Start launches Chromium for the test, or skips the test, saying why,
 // when it is not installed. The browser ends with the test; by then every
 // API answer it got has been checked against openapi.yaml.
@@ -64,18 +81,7 @@ func Start(t *testing.T, width, height int) *Browser {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(Chromium),
-		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.WindowSize(width, height),
-		chromedp.UserDataDir(t.TempDir()),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), Options(width, height, t.TempDir())...)
 	ctx, cancel := chromedp.NewContext(actx)
 	b := &Browser{t: t, ctx: ctx, dir: dir, reqs: map[network.RequestID]*exchange{}}
 	if err := chromedp.Listen(ctx, b.onEvent); err != nil {
