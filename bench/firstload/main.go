@@ -36,7 +36,6 @@ import (
 	"github.com/souk-shop/souk/internal/system"
 	"github.com/souk-shop/souk/platform/secrets"
 	"github.com/souk-shop/souk/platform/server"
-	"github.com/souk-shop/souk/services/users"
 )
 
 const (
@@ -186,9 +185,9 @@ func spread(loads []load, f func(load) float64) string {
 func startSouk(dir string) (gateway string, stop func(), err error) {
 	cfg := system.Config{
 		NATSListen: "127.0.0.1:0", DataDir: dir, Server: server.DefaultConfig(),
-		Services: system.Services{Users: users.Config{AdminEmail: adminEmail, AdminPassword: adminPassword}},
-		Gateway:  &system.GatewayConfig{Addr: "127.0.0.1:0"},
+		Gateway: &system.GatewayConfig{Addr: "127.0.0.1:0"},
 	}
+	cfg.Services.Users.AdminEmail, cfg.Services.Users.AdminPassword = adminEmail, adminPassword
 	if cfg.Gateway.Config, err = system.LoadGatewayConfig("", 0, nil); err != nil {
 		return "", nil, err
 	}
