@@ -134,6 +134,13 @@ type upCmd struct {
 	HSTSMaxAge    time.Duration     `name:"hsts-max-age" default:"5m" help:"With --tls: how long browsers are told to use only HTTPS with localhost (Strict-Transport-Security), on every port of it; 0 for not at all."`
 	Services      system.Services   `embed:""`
 	traceFlags    `embed:""`
+	consoleFlags  `embed:""`
+}
+
+// consoleFlags configure the operators' console, for souk up and souk
+// serve gateway.
+type consoleFlags struct {
+	PrometheusURL string `name:"prometheus-url" placeholder:"URL" help:"Gateway: the console's traffic charts come from this Prometheus (e.g. http://127.0.0.1:9090), which scrapes the services, instead of the gateway's own samples of their /metrics."`
 }
 
 // traceFlags say where traces go, for souk up and souk serve.
@@ -168,6 +175,7 @@ type serveCmd struct {
 	HSTSMaxAge       time.Duration   `name:"hsts-max-age" default:"8760h" help:"Gateway, with --tls-cert: how long browsers are told to reach this host over HTTPS only (Strict-Transport-Security); 0 for not at all."`
 	Services         system.Services `embed:""`
 	traceFlags       `embed:""`
+	consoleFlags     `embed:""`
 }
 
 type migrateCmd struct {
@@ -313,7 +321,7 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 		DataDir:    u.Data,
 		Services:   u.Services,
 		Tracing:    u.traceFlags.config(getenv, u.TraceSample),
-		Gateway:    &system.GatewayConfig{Addr: addr(system.GatewayName), OpsAddr: addr(system.GatewayOpsName), Config: gw, TLS: ltls.config()},
+		Gateway:    &system.GatewayConfig{Addr: addr(system.GatewayName), OpsAddr: addr(system.GatewayOpsName), Config: gw, TLS: ltls.config(), Prometheus: u.PrometheusURL},
 		Server:     server.DefaultConfig(),
 	}
 	for _, name := range system.ServiceNames() {
@@ -380,7 +388,7 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 		if err != nil {
 			return err
 		}
-		cfg.Gateway = &system.GatewayConfig{Addr: addr, OpsAddr: s.OpsAddr, Config: gw, TrustTraceparent: s.TrustTraceparent, TLS: tc}
+		cfg.Gateway = &system.GatewayConfig{Addr: addr, OpsAddr: s.OpsAddr, Config: gw, TrustTraceparent: s.TrustTraceparent, TLS: tc, Prometheus: s.PrometheusURL}
 	} else {
 		db := s.DB
 		if db == "" {

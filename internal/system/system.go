@@ -123,6 +123,9 @@ type GatewayConfig struct {
 	// TLS, if not nil, makes Addr serve HTTPS (HTTP/2 and HTTP/1.1) with
 	// its certificate and HSTS; the operations port stays plain HTTP.
 	TLS *server.TLS
+	// Prometheus, if set, is where the console reads the traffic from
+	// (console.Deps.Prometheus).
+	Prometheus string
 }
 
 // System is a running process: its broker connection, services and gateway.
@@ -158,6 +161,11 @@ type System struct {
 // Start starts what cfg names and returns once every part is ready. If a
 // part fails to start, what was started is stopped again.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err error) {
+	if gc := cfg.Gateway; gc != nil && gc.Prometheus != "" {
+		if err := console.CheckPrometheusURL(gc.Prometheus); err != nil {
+			return nil, fmt.Errorf("gateway: --prometheus-url: %w", err)
+		}
+	}
 	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	sys = &System{URLs: map[string]string{}, log: log, stopBg: stopBg, failed: make(chan error, 2+len(cfg.Instances))}
 	defer func() {
@@ -505,7 +513,7 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	// the services' metrics until the gateway stops, which waits for it.
 	con := console.New(console.Deps{
 		Services: ServiceNames(), Instances: w, Breakers: upstream.Breakers(), Gateway: metrics.Gatherer(),
-		Ring: s.tracing.Ring(), JS: u.js, Upstream: upstream, Prover: u.prover, Log: log,
+		Ring: s.tracing.Ring(), JS: u.js, Upstream: upstream, Prover: u.prover, Prometheus: gc.Prometheus, Log: log,
 	})
 	gw.Host(console.Name, con)
 	work, stop := context.WithCancel(bg)

@@ -9,8 +9,9 @@
 //     state of the gateway's circuit breaker to it; also as a stream;
 //   - traffic: per service, requests a second, the share of 5xx and the
 //     p99 latency over the last minutes, from the services' own /metrics,
-//     sampled by the gateway (no Prometheus needed); and per service its
-//     outbox backlog and its consumers' lag and dead letters;
+//     sampled by the gateway (no Prometheus needed), or from the
+//     Prometheus that scrapes them when one is configured; and per service
+//     its outbox backlog and its consumers' lag and dead letters;
 //   - an order's trace, found among the traces kept in memory by the
 //     order.id its placing request carries;
 //   - the dead letters, and their replay, which the gateway asks of the
@@ -66,7 +67,13 @@ type Deps struct {
 	// Every is how often traffic is sampled (5 s if zero); Keep how long
 	// samples are kept (10 minutes if zero).
 	Every, Keep time.Duration
-	Log         *slog.Logger
+	// Prometheus, if set, is the base URL of a Prometheus that scrapes the
+	// services: the traffic charts come from it (a point every Every over
+	// Keep, each a rate() over RateWindow, DefaultRateWindow if zero), and
+	// from the gateway's own samples while it does not answer.
+	Prometheus string
+	RateWindow time.Duration
+	Log        *slog.Logger
 }
 
 // Instances lists a service's live instances: a *discovery.Watcher.
@@ -95,6 +102,7 @@ type Console struct {
 	health   map[string]probe // by instance id
 
 	traffic *sampler
+	prom    *promSource // nil without Deps.Prometheus
 }
 
 // New returns the console over d. Run samples the traffic.
@@ -105,9 +113,18 @@ func New(d Deps) *Console {
 	if d.Keep == 0 {
 		d.Keep = 10 * time.Minute
 	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
 	c := &Console{d: d, mux: http.NewServeMux(), health: map[string]probe{},
 		direct: &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second}}}
 	c.traffic = newSampler(d, c.direct)
+	if d.Prometheus != "" {
+		if d.RateWindow == 0 {
+			d.RateWindow = DefaultRateWindow
+		}
+		c.prom = newPromSource(d.Prometheus, d.Keep, d.Every, d.RateWindow)
+	}
 	for pattern, h := range c.routes() {
 		c.mux.Handle(pattern, c.handler(h))
 	}
@@ -157,7 +174,7 @@ func (c *Console) handler(h func(http.ResponseWriter, *http.Request) error) http
 		if err == nil {
 			return
 		}
-		if e, ok := errors.AsType[*problem.Error](err); (!ok || e.Code.Status() >= 500) && c.d.Log != nil {
+		if e, ok := errors.AsType[*problem.Error](err); !ok || e.Code.Status() >= 500 {
 			c.d.Log.ErrorContext(r.Context(), "console: request failed", "route", r.Pattern, "err", err)
 		}
 		problem.Write(w, err)

@@ -361,10 +361,29 @@ func (s *sampler) snapshot(names []string) []ServiceTraffic {
 	return out
 }
 
+// trafficPage answers the points from Prometheus when one is configured
+// and answers within 3 s; else, saying why, from the gateway's own
+// samples. The backlog is always the gateway's.
 func (c *Console) trafficPage(w http.ResponseWriter, r *http.Request) error {
-	server.WriteJSON(w, http.StatusOK, map[string]any{
-		"every_seconds": c.d.Every.Seconds(),
-		"services":      c.traffic.snapshot(append([]string{"gateway"}, c.d.Services...)),
-	})
+	services := c.traffic.snapshot(append([]string{"gateway"}, c.d.Services...))
+	out := map[string]any{"every_seconds": c.d.Every.Seconds(), "source": "gateway", "services": services}
+	if c.prom != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		pts, err := c.prom.points(ctx, time.Now())
+		cancel()
+		if err != nil {
+			c.d.Log.Warn("console: the traffic comes from the gateway's samples", "err", err)
+			out["source_error"] = err.Error()
+		} else {
+			out["source"], out["prometheus"] = "prometheus", c.prom.url
+			for i := range services {
+				services[i].Points = pts[services[i].Name]
+				if services[i].Points == nil {
+					services[i].Points = []Point{}
+				}
+			}
+		}
+	}
+	server.WriteJSON(w, http.StatusOK, out)
 	return nil
 }

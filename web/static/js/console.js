@@ -168,11 +168,13 @@ function chart(label, values, fmt) {
 async function traffic() {
   const body = h('div', { class: 'services', id: 'traffic' });
   const note = h('p', { class: 'muted' });
-  page('Traffic', h('p', {}, 'Per service, from its own metrics as the gateway samples them: requests a second, the share of answers that were server errors, and the 99th percentile of the time to answer, over the last minutes.'), note, body);
+  page('Traffic', h('p', {}, 'Per service, from its own metrics: requests a second, the share of answers that were server errors, and the 99th percentile of the time to answer, over the last minutes.'), note, body);
   const load = async () => {
     try {
       const t = await api('GET', '/api/admin/traffic', { signal: view.signal });
-      note.textContent = `A point every ${t.every_seconds} s; updated ${new Date().toLocaleTimeString()}.`;
+      const from = t.source === 'prometheus' ? `From Prometheus at ${t.prometheus}`
+        : t.source_error ? `Sampled by the gateway, as Prometheus did not answer (${t.source_error})` : 'Sampled by the gateway';
+      note.textContent = `${from}: a point every ${t.every_seconds} s; updated ${new Date().toLocaleTimeString()}.`;
       body.replaceChildren(...t.services.map((s) => h('section', { class: 'card', 'data-service': s.name },
         h('h2', {}, s.name),
         h('div', { class: 'charts' },
