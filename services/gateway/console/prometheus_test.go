@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -74,7 +73,7 @@ func TestTrafficFromPrometheus(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := strings.TrimPrefix(closedURL(t), "http://")
 	cmd := exec.Command(bin, "--config.file", filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path", filepath.Join(dir, "data"),
 		"--web.listen-address", addr, "--log.level", "warn")
 	var logs strings.Builder
@@ -129,10 +128,10 @@ func TestTrafficFromPrometheus(t *testing.T) {
 // TestTrafficPrometheusDown: a Prometheus that does not answer leaves the
 // charts to the gateway's own samples, and the answer says why.
 func TestTrafficPrometheusDown(t *testing.T) {
-	addr := freeAddr(t) // nothing listens there
-	c := New(Deps{Services: []string{"orders"}, Instances: instances{}, Breakers: breakers{}, Prometheus: "http://" + addr})
+	down := closedURL(t)
+	c := New(Deps{Services: []string{"orders"}, Instances: instances{}, Breakers: breakers{}, Prometheus: down})
 	got := getTraffic(t, c)
-	if got.Source != "gateway" || !strings.Contains(got.SourceError, addr) || len(got.Services) != 2 {
+	if got.Source != "gateway" || !strings.Contains(got.SourceError, down) || len(got.Services) != 2 {
 		t.Errorf("with Prometheus down: source %q, error %q, %d services", got.Source, got.SourceError, len(got.Services))
 	}
 }
@@ -155,16 +154,4 @@ func pointsOf(a trafficAnswer, service string) int {
 		}
 	}
 	return 0
-}
-
-// freeAddr is a loopback address nothing listens on, a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
