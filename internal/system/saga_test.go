@@ -303,7 +303,7 @@ func TestSagaPaths(t *testing.T) {
 // cancel and an order's deadline arrive mid-saga.
 func TestSagaCompensations(t *testing.T) {
 	s := newShop(t, func(s *Services) {
-		s.Orders.OrderDeadline, s.Payments.PaymentLatency = 1500*time.Millisecond, 700*time.Millisecond
+		s.Orders.OrderDeadline, s.Payments.PaymentLatency = 1500*time.Millisecond, time.Second
 	})
 	ada := s.customer("ada")
 	lamp := s.product(1500, 10)
@@ -318,7 +318,9 @@ func TestSagaCompensations(t *testing.T) {
 	})
 
 	t.Run("deadline", func(t *testing.T) {
-		// Two slow provider calls (authorize, capture) outlast the deadline.
+		// Two slow provider calls (authorize, capture: 2 s) outlast the
+		// deadline (1.5 s) by half a second: the order cannot be confirmed in
+		// time (with 700 ms calls it once was, 90 ms early).
 		id := s.order(ada, "d1", lamp, 1, "4242424242424242").json(t)["id"].(string)
 		o := s.settled(ada, id, 10*time.Second)
 		if o["status"] != "cancelled" || o["reason"] != "deadline" {
