@@ -61,20 +61,28 @@ func (l *loadCmd) run(ctx context.Context, stdout io.Writer) error {
 	// The first interrupt (the end of ctx) ends the schedule as --duration
 	// would: what is in flight finishes and placed orders are followed, so
 	// the report is whole. Signals then go back to their default, and a
-	// second interrupt ends the process at once.
-	stop, done := make(chan struct{}), make(chan struct{})
+	// second interrupt ends the process at once. The line printed when the
+	// schedule starts tells a script that the setup is over.
+	stop, started, done := make(chan struct{}), make(chan time.Time, 1), make(chan struct{})
 	defer close(done)
 	cfg.Stop = stop
 	go func() {
-		select {
-		case <-ctx.Done():
-			signal.Reset(os.Interrupt, syscall.SIGTERM)
-			fmt.Fprintf(stdout, "\nsouk load: stopping: finishing what is in flight and following placed orders (interrupt again to quit at once)\n")
-			close(stop)
-		case <-done:
+		for {
+			select {
+			case <-started:
+				fmt.Fprintf(stdout, "souk load: set up; running %g operations/s\n", cfg.Rate)
+				started = nil
+				continue
+			case <-ctx.Done():
+				signal.Reset(os.Interrupt, syscall.SIGTERM)
+				fmt.Fprintf(stdout, "\nsouk load: stopping: finishing what is in flight and following placed orders (interrupt again to quit at once)\n")
+				close(stop)
+			case <-done:
+			}
+			return
 		}
 	}()
-	rep, err := load.Run(context.WithoutCancel(ctx), cfg, progress, nil)
+	rep, err := load.Run(context.WithoutCancel(ctx), cfg, progress, started)
 	if progress != nil {
 		fmt.Fprint(stdout, "\r\033[K")
 	}
