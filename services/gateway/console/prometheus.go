@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
@@ -39,6 +40,21 @@ type promSource struct {
 	keep   time.Duration
 	step   time.Duration
 	window string // of rate(), as PromQL writes a duration
+
+	mu     sync.Mutex
+	warned time.Time // when a failure was last logged
+}
+
+// warnNow says whether a failure at now should be logged: the first, and
+// then one a minute.
+func (p *promSource) warnNow(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Sub(p.warned) < time.Minute {
+		return false
+	}
+	p.warned = now
+	return true
 }
 
 // CheckPrometheusURL says whether u can be Deps.Prometheus: an http or

@@ -155,3 +155,18 @@ func pointsOf(a trafficAnswer, service string) int {
 	}
 	return 0
 }
+
+// TestPrometheusWarnsOnceAMinute: a Prometheus that stays down is logged
+// once a minute, not at every poll of every open page.
+func TestPrometheusWarnsOnceAMinute(t *testing.T) {
+	p := newPromSource("http://127.0.0.1:9090", time.Minute, time.Second, time.Minute)
+	t0 := time.Now()
+	for _, tc := range []struct {
+		after time.Duration
+		want  bool
+	}{{0, true}, {5 * time.Second, false}, {59 * time.Second, false}, {61 * time.Second, true}, {90 * time.Second, false}, {2*time.Minute + 2*time.Second, true}} {
+		if got := p.warnNow(t0.Add(tc.after)); got != tc.want {
+			t.Errorf("a failure %s after the first: logged %v, want %v", tc.after, got, tc.want)
+		}
+	}
+}

@@ -372,7 +372,9 @@ func (c *Console) trafficPage(w http.ResponseWriter, r *http.Request) error {
 		pts, err := c.prom.points(ctx, time.Now())
 		cancel()
 		if err != nil {
-			c.d.Log.Warn("console: the traffic comes from the gateway's samples", "err", err)
+			if c.prom.warnNow(time.Now()) { // at most once a minute, whatever the pages' polling
+				c.d.Log.Warn("console: the traffic comes from the gateway's samples", "err", err)
+			}
 			out["source_error"] = err.Error()
 		} else {
 			out["source"], out["prometheus"] = "prometheus", c.prom.url
