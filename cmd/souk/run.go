@@ -141,6 +141,7 @@ type upCmd struct {
 // serve gateway.
 type consoleFlags struct {
 	PrometheusURL string `name:"prometheus-url" placeholder:"URL" help:"Gateway: the console's traffic charts come from this Prometheus (e.g. http://127.0.0.1:9090), which scrapes the services, instead of the gateway's own samples of their /metrics."`
+	JaegerURL     string `name:"jaeger-url" placeholder:"URL" help:"Gateway: the console looks for an order's trace in this Jaeger query service (e.g. http://127.0.0.1:16686) when it is not among the traces kept in memory (with --otlp-endpoint, none are)."`
 }
 
 // traceFlags say where traces go, for souk up and souk serve.
@@ -321,7 +322,7 @@ func (u *upCmd) run(ctx context.Context, start time.Time, getenv func(string) st
 		DataDir:    u.Data,
 		Services:   u.Services,
 		Tracing:    u.traceFlags.config(getenv, u.TraceSample),
-		Gateway:    &system.GatewayConfig{Addr: addr(system.GatewayName), OpsAddr: addr(system.GatewayOpsName), Config: gw, TLS: ltls.config(), Prometheus: u.PrometheusURL},
+		Gateway:    &system.GatewayConfig{Addr: addr(system.GatewayName), OpsAddr: addr(system.GatewayOpsName), Config: gw, TLS: ltls.config(), Prometheus: u.PrometheusURL, Jaeger: u.JaegerURL},
 		Server:     server.DefaultConfig(),
 	}
 	for _, name := range system.ServiceNames() {
@@ -388,7 +389,7 @@ func (s *serveCmd) run(ctx context.Context, getenv func(string) string, stdout i
 		if err != nil {
 			return err
 		}
-		cfg.Gateway = &system.GatewayConfig{Addr: addr, OpsAddr: s.OpsAddr, Config: gw, TrustTraceparent: s.TrustTraceparent, TLS: tc, Prometheus: s.PrometheusURL}
+		cfg.Gateway = &system.GatewayConfig{Addr: addr, OpsAddr: s.OpsAddr, Config: gw, TrustTraceparent: s.TrustTraceparent, TLS: tc, Prometheus: s.PrometheusURL, Jaeger: s.JaegerURL}
 	} else {
 		db := s.DB
 		if db == "" {

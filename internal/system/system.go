@@ -124,8 +124,9 @@ type GatewayConfig struct {
 	// its certificate and HSTS; the operations port stays plain HTTP.
 	TLS *server.TLS
 	// Prometheus, if set, is where the console reads the traffic from
-	// (console.Deps.Prometheus).
-	Prometheus string
+	// (console.Deps.Prometheus); Jaeger, where it looks for an order's
+	// exported trace (console.Deps.Jaeger).
+	Prometheus, Jaeger string
 }
 
 // System is a running process: its broker connection, services and gateway.
@@ -161,9 +162,14 @@ type System struct {
 // Start starts what cfg names and returns once every part is ready. If a
 // part fails to start, what was started is stopped again.
 func Start(ctx context.Context, cfg Config, log *slog.Logger) (sys *System, err error) {
-	if gc := cfg.Gateway; gc != nil && gc.Prometheus != "" {
-		if err := console.CheckPrometheusURL(gc.Prometheus); err != nil {
-			return nil, fmt.Errorf("gateway: --prometheus-url: %w", err)
+	if gc := cfg.Gateway; gc != nil {
+		for flag, u := range map[string]string{"--prometheus-url": gc.Prometheus, "--jaeger-url": gc.Jaeger} {
+			if u == "" {
+				continue
+			}
+			if err := console.CheckURL(u); err != nil {
+				return nil, fmt.Errorf("gateway: %s: %w", flag, err)
+			}
 		}
 	}
 	bg, stopBg := context.WithCancel(context.WithoutCancel(ctx))
@@ -513,7 +519,7 @@ func (s *System) startGateway(ctx, bg context.Context, gc GatewayConfig, scfg se
 	// the services' metrics until the gateway stops, which waits for it.
 	con := console.New(console.Deps{
 		Services: ServiceNames(), Instances: w, Breakers: upstream.Breakers(), Gateway: metrics.Gatherer(),
-		Ring: s.tracing.Ring(), JS: u.js, Upstream: upstream, Prover: u.prover, Prometheus: gc.Prometheus, Log: log,
+		Ring: s.tracing.Ring(), JS: u.js, Upstream: upstream, Prover: u.prover, Prometheus: gc.Prometheus, Jaeger: gc.Jaeger, Log: log,
 	})
 	gw.Host(console.Name, con)
 	work, stop := context.WithCancel(bg)

@@ -13,7 +13,8 @@
 //     Prometheus that scrapes them when one is configured; and per service
 //     its outbox backlog and its consumers' lag and dead letters;
 //   - an order's trace, found among the traces kept in memory by the
-//     order.id its placing request carries;
+//     order.id its placing request carries, or in Jaeger when one is
+//     configured and the traces are exported;
 //   - the dead letters, and their replay, which the gateway asks of the
 //     service whose stream the event came from: that service may publish
 //     it, and the gateway may not publish any service's events.
@@ -73,7 +74,11 @@ type Deps struct {
 	// from the gateway's own samples while it does not answer.
 	Prometheus string
 	RateWindow time.Duration
-	Log        *slog.Logger
+	// Jaeger, if set, is the base URL of a Jaeger query service (its HTTP
+	// API, e.g. http://127.0.0.1:16686) that holds the exported traces: an
+	// order's trace not among those kept in memory is looked for there.
+	Jaeger string
+	Log    *slog.Logger
 }
 
 // Instances lists a service's live instances: a *discovery.Watcher.
@@ -102,7 +107,8 @@ type Console struct {
 	health   map[string]probe // by instance id
 
 	traffic *sampler
-	prom    *promSource // nil without Deps.Prometheus
+	prom    *promSource   // nil without Deps.Prometheus
+	jaeger  *jaegerSource // nil without Deps.Jaeger
 }
 
 // New returns the console over d. Run samples the traffic.
@@ -124,6 +130,9 @@ func New(d Deps) *Console {
 			d.RateWindow = DefaultRateWindow
 		}
 		c.prom = newPromSource(d.Prometheus, d.Keep, d.Every, d.RateWindow)
+	}
+	if d.Jaeger != "" {
+		c.jaeger = newJaegerSource(d.Jaeger)
 	}
 	for pattern, h := range c.routes() {
 		c.mux.Handle(pattern, c.handler(h))
@@ -188,20 +197,35 @@ func (c *Console) orderTrace(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if c.d.Ring == nil {
-		return problem.New(problem.NotFound, "traces are exported to a collector, not kept here: look for order.id=%s there", id)
-	}
-	for _, sum := range c.d.Ring.Traces() {
-		spans, ok := c.d.Ring.Trace(sum.TraceID)
-		if !ok {
-			continue
-		}
-		for _, sp := range spans {
-			if sp.Attributes["order.id"] == id {
-				server.WriteJSON(w, http.StatusOK, map[string]any{"trace_id": sum.TraceID, "spans": spans})
-				return nil
+	if c.d.Ring != nil {
+		for _, sum := range c.d.Ring.Traces() {
+			spans, ok := c.d.Ring.Trace(sum.TraceID)
+			if !ok {
+				continue
+			}
+			for _, sp := range spans {
+				if sp.Attributes["order.id"] == id {
+					server.WriteJSON(w, http.StatusOK, map[string]any{"trace_id": sum.TraceID, "spans": spans})
+					return nil
+				}
 			}
 		}
+	}
+	if c.jaeger != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		traceID, spans, ok, err := c.jaeger.orderTrace(ctx, id, 7*24*time.Hour)
+		if err != nil {
+			return problem.Wrap(problem.Unavailable, err, "the trace of order "+id+" cannot be read from Jaeger right now")
+		}
+		if ok {
+			server.WriteJSON(w, http.StatusOK, map[string]any{"trace_id": traceID, "spans": spans})
+			return nil
+		}
+		return problem.New(problem.NotFound, "Jaeger at %s has no trace of order %s: only sampled requests are traced", c.d.Jaeger, id)
+	}
+	if c.d.Ring == nil {
+		return problem.New(problem.NotFound, "traces are exported to a collector, not kept here: look for order.id=%s there (or give the gateway --jaeger-url)", id)
 	}
 	return problem.New(problem.NotFound, "no trace of order %s among the traces kept in memory: only the most recent are kept, and only sampled requests are traced", id)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -154,16 +153,7 @@ func TestTopology(t *testing.T) {
 }
 
 // closedURL is the base URL of a port nothing listens on any more.
-func closedURL(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr
-}
+func closedURL(t *testing.T) string { return "http://" + testenv.FreeAddr(t) }
 
 // TestTopologyStream: the stream says retry, then sends the topology as
 // an event "topology".

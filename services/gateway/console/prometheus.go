@@ -57,18 +57,17 @@ func (p *promSource) warnNow(now time.Time) bool {
 	return true
 }
 
-// CheckPrometheusURL says whether u can be Deps.Prometheus: an http or
-// https URL with a host.
-func CheckPrometheusURL(u string) error {
+// CheckURL says whether u can be Deps.Prometheus or Deps.Jaeger: an http
+// or https URL with a host.
+func CheckURL(u string) error {
 	p, err := url.Parse(u)
 	if err != nil || p.Scheme != "http" && p.Scheme != "https" || p.Host == "" {
-		return fmt.Errorf("%q is not a Prometheus URL such as http://127.0.0.1:9090", u)
+		return fmt.Errorf("%q is not a base URL such as http://127.0.0.1:9090", u)
 	}
 	return nil
 }
 
-// newPromSource reads from the Prometheus at base, checked with
-// CheckPrometheusURL.
+// newPromSource reads from the Prometheus at base, checked with CheckURL.
 func newPromSource(base string, keep, step, window time.Duration) *promSource {
 	c, err := api.NewClient(api.Config{Address: base, Client: &http.Client{Timeout: 5 * time.Second}})
 	if err != nil { // only for a URL that does not parse, which was checked

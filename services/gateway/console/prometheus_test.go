@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/souk-shop/souk/internal/testenv"
 	"github.com/souk-shop/souk/platform/auth"
 	"github.com/souk-shop/souk/platform/telemetry"
 )
@@ -73,18 +74,9 @@ func TestTrafficFromPrometheus(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := strings.TrimPrefix(closedURL(t), "http://")
-	cmd := exec.Command(bin, "--config.file", filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path", filepath.Join(dir, "data"),
-		"--web.listen-address", addr, "--log.level", "warn")
-	var logs strings.Builder
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
+	addr := testenv.FreeAddr(t)
+	logs := testenv.Start(t, exec.Command(bin, "--config.file", filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path", filepath.Join(dir, "data"), "--web.listen-address", addr, "--log.level", "warn"))
 
 	c := New(Deps{Services: []string{"orders", "catalog"}, Instances: instances{}, Breakers: breakers{},
 		Every: time.Second, Keep: time.Minute, Prometheus: "http://" + addr, RateWindow: 5 * time.Second})
@@ -105,7 +97,7 @@ func TestTrafficFromPrometheus(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no traffic from Prometheus after 45 s: %+v\nprometheus says:\n%s", got, logs.String())
+			t.Fatalf("no traffic from Prometheus after 45 s: %+v\nprometheus says:\n%s", got, logs())
 		}
 	}
 	if got.Prometheus != "http://"+addr || got.SourceError != "" {
@@ -136,13 +128,13 @@ func TestTrafficPrometheusDown(t *testing.T) {
 	}
 }
 
-func TestCheckPrometheusURL(t *testing.T) {
+func TestCheckURL(t *testing.T) {
 	for u, ok := range map[string]bool{
 		"http://127.0.0.1:9090": true, "https://prometheus.example/prefix": true,
 		"": false, "127.0.0.1:9090": false, "ftp://x": false, "http://": false, "http://[::1": false,
 	} {
-		if err := CheckPrometheusURL(u); (err == nil) != ok {
-			t.Errorf("CheckPrometheusURL(%q) = %v", u, err)
+		if err := CheckURL(u); (err == nil) != ok {
+			t.Errorf("CheckURL(%q) = %v", u, err)
 		}
 	}
 }
