@@ -173,13 +173,17 @@ func NewConsumer(db *store.DB, js jetstream.JetStream, cfg ConsumerConfig, log *
 	return &Consumer{db: db, js: js, cfg: cfg, stream: stream, log: log.With("consumer", cfg.Name), held: map[jetstream.Msg]time.Time{}}, nil
 }
 
+// pullExpiry bounds how long a pull request waits for messages; its
+// heartbeats come at half of it. A lost request is noticed when it expires
+// or its heartbeats stop: after 7 s rather than the default 30 s, for a few
+// idle requests more. Not 5 s: expiring together with the default AckWait,
+// the requests missed a dead consumer's redelivered events about once in
+// sixteen tries, and they waited another AckWait (TestDeadConsumersEventsComeBackFast).
+const pullExpiry = 7 * time.Second
+
 // Run consumes until ctx ends. Until the stream exists (only its producer
 // makes it, and may start later) it waits, asking four times a second;
 // other failures it retries every second.
-// pullExpiry bounds how long a pull request waits for messages; its
-// heartbeats come at half of it.
-const pullExpiry = 5 * time.Second
-
 func (c *Consumer) Run(ctx context.Context) error {
 	cons, err := c.ensure(ctx)
 	for waited := time.Duration(0); err != nil; {
@@ -217,9 +221,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	},
 		jetstream.PullMaxMessages(2*c.cfg.Batch),
 		// A pull request the server loses (its consumer's leader moving,
-		// as while a cluster starts or loses a node) is noticed when it
-		// expires or its heartbeats stop: after 5 s rather than the
-		// default 30 s, for a few idle requests more.
+		// as while a cluster starts or loses a node) is sent again soon.
 		jetstream.PullExpiry(pullExpiry),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
