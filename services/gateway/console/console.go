@@ -197,37 +197,45 @@ func (c *Console) orderTrace(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if c.d.Ring != nil {
-		for _, sum := range c.d.Ring.Traces() {
-			spans, ok := c.d.Ring.Trace(sum.TraceID)
-			if !ok {
-				continue
-			}
-			for _, sp := range spans {
-				if sp.Attributes["order.id"] == id {
-					server.WriteJSON(w, http.StatusOK, map[string]any{"trace_id": sum.TraceID, "spans": spans})
-					return nil
-				}
-			}
-		}
-	}
-	if c.jaeger != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
-		traceID, spans, ok, err := c.jaeger.orderTrace(ctx, id, 7*24*time.Hour)
+	traceID, spans, ok := c.keptTrace(id)
+	if !ok && c.jaeger != nil {
+		traceID, spans, ok, err = c.jaeger.orderTrace(r.Context(), id, 7*24*time.Hour) // its client allows 5 s
 		if err != nil {
 			return problem.Wrap(problem.Unavailable, err, "the trace of order "+id+" cannot be read from Jaeger right now")
 		}
-		if ok {
-			server.WriteJSON(w, http.StatusOK, map[string]any{"trace_id": traceID, "spans": spans})
-			return nil
+		if !ok {
+			return problem.New(problem.NotFound, "Jaeger at %s has no trace of order %s: only sampled requests are traced", c.d.Jaeger, id)
 		}
-		return problem.New(problem.NotFound, "Jaeger at %s has no trace of order %s: only sampled requests are traced", c.d.Jaeger, id)
 	}
-	if c.d.Ring == nil {
+	switch {
+	case ok:
+		server.WriteJSON(w, http.StatusOK, map[string]any{"trace_id": traceID, "spans": spans})
+		return nil
+	case c.d.Ring == nil:
 		return problem.New(problem.NotFound, "traces are exported to a collector, not kept here: look for order.id=%s there (or give the gateway --jaeger-url)", id)
+	default:
+		return problem.New(problem.NotFound, "no trace of order %s among the traces kept in memory: only the most recent are kept, and only sampled requests are traced", id)
 	}
-	return problem.New(problem.NotFound, "no trace of order %s among the traces kept in memory: only the most recent are kept, and only sampled requests are traced", id)
+}
+
+// keptTrace finds, among the traces kept in memory, the one in which a
+// span carries the order's order.id.
+func (c *Console) keptTrace(id string) (traceID string, spans []telemetry.Span, ok bool) {
+	if c.d.Ring == nil {
+		return "", nil, false
+	}
+	for _, sum := range c.d.Ring.Traces() {
+		spans, ok := c.d.Ring.Trace(sum.TraceID)
+		if !ok {
+			continue
+		}
+		for _, sp := range spans {
+			if sp.Attributes["order.id"] == id {
+				return sum.TraceID, spans, true
+			}
+		}
+	}
+	return "", nil, false
 }
 
 // deadLetters lists the dead letters, oldest first.

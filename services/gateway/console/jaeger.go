@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -112,6 +112,6 @@ func (j *jaegerSource) orderTrace(ctx context.Context, orderID string, lookback 
 		}
 		spans = append(spans, sp)
 	}
-	sort.SliceStable(spans, func(i, k int) bool { return spans[i].Start.Before(spans[k].Start) })
+	slices.SortStableFunc(spans, func(a, b telemetry.Span) int { return a.Start.Compare(b.Start) })
 	return t.TraceID, spans, true, nil
 }
