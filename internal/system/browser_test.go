@@ -164,6 +164,9 @@ func TestConsole(t *testing.T) {
 		b.WaitText(`[data-service=`+name+`] tbody`, "Ready", 5*time.Second)
 	}
 	b.Screenshot("console-topology")
+	if cell := browsertest.Eval[string](b, `document.querySelector('[data-service=gateway] tr[data-instance] td:last-child').textContent`); cell != "—" {
+		t.Fatalf("the gateway's breaker cell says %q: the gateway keeps no breaker to itself", cell)
+	}
 
 	// Catalog and stock.
 	b.Do("a new product", chromedp.Click(chromedp.Search(`//nav//a[text()="Catalog"]`)),
@@ -254,6 +257,14 @@ func TestConsole(t *testing.T) {
 	}
 	if r := call(t, "GET", gw+"/api/admin/dead-letters", "", s.admin...); strings.Contains(string(r.body), `"seq":`+seq+`,`) {
 		t.Fatalf("dead letter %s is still in the stream after its replay: %s", seq, r.body)
+	}
+	// The replay's message leaves with its page: a view opened later clears
+	// it (well before it would hide by itself, 6 s after it was said).
+	time.Sleep(300 * time.Millisecond)
+	b.Do("to the traffic", chromedp.Click(chromedp.Search(`//nav//a[text()="Traffic"]`)))
+	status := func() string { return browsertest.Eval[string](b, `document.getElementById('status').textContent`) }
+	if !testenv.Eventually(2*time.Second, func() bool { return status() == "" }) {
+		t.Fatalf("on the traffic page the replay's message stays: %q", status())
 	}
 
 	// What a keyboard and a screen reader need, and phone width.
