@@ -597,23 +597,17 @@ func (c *Consumer) hook(h func() error) error {
 // statement and runs the handlers of those it had not seen.
 func (c *Consumer) applyBatch(ctx context.Context, tx *sql.Tx, evs []Event, applies []apply, outcomes []outcome) error {
 	now := time.Now().UTC()
-	var values strings.Builder
 	var args []any
 	for i, e := range evs {
-		if outcomes[i] != (outcome{}) {
-			continue
+		if outcomes[i] == (outcome{}) {
+			args = append(args, c.cfg.Name, e.ID, now)
 		}
-		if len(args) > 0 {
-			values.WriteByte(',')
-		}
-		fmt.Fprintf(&values, "($%d, $%d, $%d)", len(args)+1, len(args)+2, len(args)+3)
-		args = append(args, c.cfg.Name, e.ID, now)
 	}
 	if len(args) == 0 {
 		return nil
 	}
 	rows, err := tx.QueryContext(ctx, `INSERT INTO inbox (consumer, event_id, processed_at) VALUES `+
-		values.String()+` ON CONFLICT DO NOTHING RETURNING event_id`, args...)
+		store.Values(len(args)/3, 3)+` ON CONFLICT DO NOTHING RETURNING event_id`, args...)
 	if err != nil {
 		return fmt.Errorf("inbox: %w", err)
 	}

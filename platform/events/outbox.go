@@ -38,16 +38,34 @@ func NewOutbox(db *store.DB) *Outbox {
 
 // Write adds events to the outbox within tx, the transaction that makes the
 // change they describe: both commit, or neither does. Call Wake after the
-// commit.
+// commit. The rows go in one statement per writeChunk events.
 func (o *Outbox) Write(ctx context.Context, tx *sql.Tx, evs ...Event) error {
-	for _, e := range evs {
-		_, err := tx.ExecContext(ctx,
-			`INSERT INTO outbox (id, type, source, subject, time, data, trace_parent, trace_state)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			e.ID, e.Type, e.Source, e.Subject, e.Time, []byte(e.Data), e.TraceParent, e.TraceState)
-		if err != nil {
-			return fmt.Errorf("outbox: write %s: %w", e.Type, err)
+	for len(evs) > 0 {
+		n := min(len(evs), writeChunk)
+		if err := o.write(ctx, tx, evs[:n]); err != nil {
+			return err
 		}
+		evs = evs[n:]
+	}
+	return nil
+}
+
+// writeChunk bounds the rows of one insert: 8 parameters a row, well under
+// either engine's limit on a statement's parameters.
+const writeChunk = 500
+
+func (o *Outbox) write(ctx context.Context, tx *sql.Tx, evs []Event) error {
+	args := make([]any, 0, 8*len(evs))
+	for _, e := range evs {
+		args = append(args, e.ID, e.Type, e.Source, e.Subject, e.Time, []byte(e.Data), e.TraceParent, e.TraceState)
+	}
+	_, err := tx.ExecContext(ctx,
+		`INSERT INTO outbox (id, type, source, subject, time, data, trace_parent, trace_state) VALUES `+store.Values(len(evs), 8), args...)
+	if err != nil {
+		if len(evs) == 1 {
+			return fmt.Errorf("outbox: write %s: %w", evs[0].Type, err)
+		}
+		return fmt.Errorf("outbox: write %d events: %w", len(evs), err)
 	}
 	return nil
 }

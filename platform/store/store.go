@@ -254,3 +254,26 @@ func IsUniqueViolation(err error) bool {
 	}
 	return false
 }
+
+// Values returns the VALUES list of a statement that inserts rows rows of
+// cols columns each: ($1, $2), ($3, $4) for Values(2, 2). One statement
+// for many rows is one round trip, however many rows.
+func Values(rows, cols int) string {
+	var b strings.Builder
+	n := 0
+	for r := range rows {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for c := range cols {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}

@@ -122,3 +122,18 @@ func TestPlainOnLoopback(t *testing.T) {
 		t.Fatal("sslmode=require connected without TLS")
 	}
 }
+
+func TestValues(t *testing.T) {
+	for _, c := range []struct {
+		rows, cols int
+		want       string
+	}{
+		{1, 1, "($1)"},
+		{1, 3, "($1, $2, $3)"},
+		{3, 2, "($1, $2), ($3, $4), ($5, $6)"},
+	} {
+		if got := store.Values(c.rows, c.cols); got != c.want {
+			t.Errorf("Values(%d, %d) = %q, want %q", c.rows, c.cols, got, c.want)
+		}
+	}
+}
