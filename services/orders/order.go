@@ -70,31 +70,56 @@ type placedData struct {
 func fold(id string, log []Event) Order {
 	o := Order{ID: id}
 	for _, e := range log {
-		if Terminal(o.Status) {
-			continue // late replies are logged, but change nothing
-		}
-		o.UpdatedAt = e.At
-		switch e.Type {
-		case saga.OrderPlaced:
-			var d placedData
-			_ = json.Unmarshal(e.Data, &d)
-			o.CustomerID, o.Lines, o.Total, o.PaymentMethod, o.Deadline = d.CustomerID, d.Lines, d.Total, d.PaymentMethod, d.Deadline
-			o.Status, o.CreatedAt = Placed, e.At
-		case saga.StockReserved:
-			o.Status, o.paymentAsked = AwaitingPayment, true
-		case saga.PaymentAuthorized:
-			o.Status = Confirming
-		case saga.StockCommitted:
-			o.committed = true
-		case saga.PaymentCaptured:
-			o.captured = true
-		case saga.OrderConfirmed:
-			o.Status = Confirmed
-		case saga.OrderCancelled:
-			var d saga.Outcome
-			_ = json.Unmarshal(e.Data, &d)
-			o.Status, o.Reason = Cancelled, d.Reason
-		}
+		o.apply(e)
 	}
+	return o
+}
+
+// apply folds one more entry of the log into o.
+func (o *Order) apply(e Event) {
+	if Terminal(o.Status) {
+		return // late replies are logged, but change nothing
+	}
+	o.UpdatedAt = e.At
+	switch e.Type {
+	case saga.OrderPlaced:
+		var d placedData
+		_ = json.Unmarshal(e.Data, &d)
+		o.CustomerID, o.Lines, o.Total, o.PaymentMethod, o.Deadline = d.CustomerID, d.Lines, d.Total, d.PaymentMethod, d.Deadline
+		o.Status, o.CreatedAt = Placed, e.At
+	case saga.StockReserved:
+		o.Status, o.paymentAsked = AwaitingPayment, true
+	case saga.PaymentAuthorized:
+		o.Status = Confirming
+	case saga.StockCommitted:
+		o.committed = true
+	case saga.PaymentCaptured:
+		o.captured = true
+	case saga.OrderConfirmed:
+		o.Status = Confirmed
+	case saga.OrderCancelled:
+		var d saga.Outcome
+		_ = json.Unmarshal(e.Data, &d)
+		o.Status, o.Reason = Cancelled, d.Reason
+	}
+}
+
+// folded is what an order's row keeps of its log: the fold of its entries
+// up to Seq, so that the saga reads one row instead of the whole log.
+type folded struct {
+	Seq          int64 `json:"seq"`
+	Order        Order `json:"order"`
+	Committed    bool  `json:"committed,omitempty"`
+	Captured     bool  `json:"captured,omitempty"`
+	PaymentAsked bool  `json:"payment_asked,omitempty"`
+}
+
+func foldedOf(o Order, seq int64) folded {
+	return folded{Seq: seq, Order: o, Committed: o.committed, Captured: o.captured, PaymentAsked: o.paymentAsked}
+}
+
+func (f folded) order() Order {
+	o := f.Order
+	o.committed, o.captured, o.paymentAsked = f.Committed, f.Captured, f.PaymentAsked
 	return o
 }

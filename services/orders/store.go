@@ -48,16 +48,26 @@ func (s *Store) existing(ctx context.Context, customerID, key string) (id, hash 
 // saga. If the customer already placed an order with key, it returns that
 // order, or ErrKeyReused if that order came from another request.
 func (s *Store) Place(ctx context.Context, o Order, key, hash string) (Order, bool, error) {
-	err := s.outbox.Do(ctx, func(tx *sql.Tx) error {
+	data, err := json.Marshal(placedData{CustomerID: o.CustomerID, Lines: o.Lines, Total: o.Total, PaymentMethod: o.PaymentMethod, Deadline: o.Deadline})
+	if err != nil {
+		return Order{}, false, err
+	}
+	first := Event{Seq: 1, Type: saga.OrderPlaced, Data: data, At: o.CreatedAt}
+	placed := Order{ID: o.ID}
+	placed.apply(first)
+	state, err := json.Marshal(foldedOf(placed, first.Seq))
+	if err != nil {
+		return Order{}, false, err
+	}
+	err = s.outbox.Do(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `
-			INSERT INTO orders (id, customer_id, idempotency_key, request_hash, status, deadline_at, created_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			o.ID, o.CustomerID, key, hash, Placed, o.Deadline, o.CreatedAt)
+			INSERT INTO orders (id, customer_id, idempotency_key, request_hash, status, deadline_at, created_at, state)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			o.ID, o.CustomerID, key, hash, Placed, o.Deadline, o.CreatedAt, string(state))
 		if err != nil {
 			return err // a unique violation is checked below
 		}
-		data := placedData{CustomerID: o.CustomerID, Lines: o.Lines, Total: o.Total, PaymentMethod: o.PaymentMethod, Deadline: o.Deadline}
-		if err := appendLog(ctx, tx, o.ID, 1, saga.OrderPlaced, data, o.CreatedAt); err != nil {
+		if err := appendLog(ctx, tx, o.ID, first); err != nil {
 			return err
 		}
 		items := make([]saga.Item, len(o.Lines))
@@ -82,8 +92,7 @@ func (s *Store) Place(ctx context.Context, o Order, key, hash string) (Order, bo
 	if err != nil {
 		return Order{}, false, fmt.Errorf("place order: %w", err)
 	}
-	got, _, err := s.Load(ctx, o.ID)
-	return got, true, err
+	return placed, true, nil
 }
 
 type querier interface {
@@ -128,68 +137,77 @@ type step struct {
 	publish bool
 }
 
-// act loads an order inside tx, locked against other writers of it, lets
-// decide choose the steps, and appends and publishes them.
+// act locks an order's row inside tx against its other writers, lets
+// decide choose the steps from the state the row keeps, and appends them
+// to the log, publishes those that go out and writes the new state: four
+// statements, whatever the log's length.
 func (s *Store) act(ctx context.Context, tx *sql.Tx, id string, decide func(Order) []step) error {
-	lock := `SELECT status FROM orders WHERE id = $1`
+	lock := `SELECT state FROM orders WHERE id = $1`
 	if s.db.Dialect == store.Postgres {
 		lock += ` FOR UPDATE` // replies about one order are applied one at a time
 	}
-	var status string
-	if err := tx.QueryRowContext(ctx, lock, id).Scan(&status); err != nil {
+	var state string
+	if err := tx.QueryRowContext(ctx, lock, id).Scan(&state); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return events.Permanent(fmt.Errorf("no order %s", id))
 		}
 		return err
 	}
-	o, log, err := load(ctx, tx, id)
-	if err != nil {
-		return err
+	var f folded
+	if state == "" { // written before orders kept their state: fold the log
+		o, log, err := load(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		f = foldedOf(o, log[len(log)-1].Seq)
+	} else if err := json.Unmarshal([]byte(state), &f); err != nil {
+		return fmt.Errorf("order %s: reading its state: %w", id, err)
 	}
+	o := f.order()
 	steps := decide(o)
 	if len(steps) == 0 {
 		return nil
 	}
 	t := now()
-	seq := log[len(log)-1].Seq
-	for _, st := range steps {
-		seq++
-		if err := appendLog(ctx, tx, id, seq, st.typ, st.data, t); err != nil {
+	entries := make([]Event, len(steps))
+	var out []events.Event
+	for i, st := range steps {
+		b, err := json.Marshal(st.data)
+		if err != nil {
 			return err
 		}
+		entries[i] = Event{Seq: f.Seq + int64(i) + 1, Type: st.typ, Data: b, At: t}
+		o.apply(entries[i])
 		if st.publish {
-			if err := s.outbox.Emit(ctx, tx, st.typ, id, st.data); err != nil {
+			e, err := events.New(ctx, st.typ, id, st.data)
+			if err != nil {
 				return err
 			}
+			out = append(out, e)
 		}
 	}
-	// The status column follows the log, for the deadline sweep.
-	after := fold(id, append(log, logOf(steps, t)...))
-	if after.Status != status {
-		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = $1 WHERE id = $2`, after.Status, id); err != nil {
-			return err
-		}
+	if err := appendLog(ctx, tx, id, entries...); err != nil {
+		return err
 	}
-	return nil
-}
-
-// logOf turns steps into log entries, for folding before they are read back.
-func logOf(steps []step, t time.Time) []Event {
-	out := make([]Event, len(steps))
-	for i, st := range steps {
-		b, _ := json.Marshal(st.data)
-		out[i] = Event{Type: st.typ, Data: b, At: t}
+	if err := s.outbox.Write(ctx, tx, out...); err != nil {
+		return err
 	}
-	return out
-}
-
-func appendLog(ctx context.Context, tx *sql.Tx, id string, seq int64, typ string, data any, t time.Time) error {
-	b, err := json.Marshal(data)
+	// The status column follows the state, for the deadline sweep.
+	after, err := json.Marshal(foldedOf(o, entries[len(entries)-1].Seq))
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO order_events (order_id, seq, type, data, at) VALUES ($1, $2, $3, $4, $5)`,
-		id, seq, typ, string(b), t)
+	_, err = tx.ExecContext(ctx, `UPDATE orders SET status = $1, state = $2 WHERE id = $3`, o.Status, string(after), id)
+	return err
+}
+
+// appendLog adds entries to an order's log, in one statement.
+func appendLog(ctx context.Context, tx *sql.Tx, id string, entries ...Event) error {
+	args := make([]any, 0, 5*len(entries))
+	for _, e := range entries {
+		args = append(args, id, e.Seq, e.Type, string(e.Data), e.At)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO order_events (order_id, seq, type, data, at) VALUES `+store.Values(len(entries), 5), args...)
 	return err
 }
 
