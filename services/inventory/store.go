@@ -84,8 +84,13 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, d saga.OrderPlacedData)
 	// other's rows on PostgreSQL.
 	slices.SortFunc(items, func(a, b saga.Item) int { return strings.Compare(a.ProductID, b.ProductID) })
 	t := now()
-	if _, err := tx.ExecContext(ctx, `SAVEPOINT reserve`); err != nil {
-		return err
+	// With more than one item, a short one undoes those taken before it;
+	// a single item's update either takes it or changes nothing.
+	undo := len(items) > 1
+	if undo {
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT reserve`); err != nil {
+			return err
+		}
 	}
 	for _, it := range items {
 		res, err := tx.ExecContext(ctx,
@@ -95,8 +100,10 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, d saga.OrderPlacedData)
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT reserve`); err != nil {
-				return err
+			if undo {
+				if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT reserve`); err != nil {
+					return err
+				}
 			}
 			if err := insertReservation(ctx, tx, d.OrderID, Failed, t, t); err != nil {
 				return err
@@ -104,8 +111,10 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, d saga.OrderPlacedData)
 			return s.reply(ctx, tx, saga.ReservationFailed, saga.Outcome{OrderID: d.OrderID, Reason: saga.ReasonOutOfStock, ProductID: it.ProductID})
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT reserve`); err != nil {
-		return err
+	if undo {
+		if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT reserve`); err != nil {
+			return err
+		}
 	}
 	expires := t.Add(s.ttl)
 	if floor := d.Deadline.Add(clockSkew); floor.After(expires) {
@@ -114,11 +123,12 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, d saga.OrderPlacedData)
 	if err := insertReservation(ctx, tx, d.OrderID, Reserved, expires, t); err != nil {
 		return err
 	}
+	args := make([]any, 0, 3*len(items))
 	for _, it := range items {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO reservation_items (order_id, product_id, quantity) VALUES ($1, $2, $3)`,
-			d.OrderID, it.ProductID, it.Quantity); err != nil {
-			return err
-		}
+		args = append(args, d.OrderID, it.ProductID, it.Quantity)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO reservation_items (order_id, product_id, quantity) VALUES `+store.Values(len(items), 3), args...); err != nil {
+		return err
 	}
 	return s.reply(ctx, tx, saga.StockReserved, saga.Outcome{OrderID: d.OrderID})
 }
@@ -140,7 +150,7 @@ func (s *Store) commit(ctx context.Context, tx *sql.Tx, d saga.OrderRef) error {
 		}
 		return s.reply(ctx, tx, saga.StockCommitFailed, saga.Outcome{OrderID: d.OrderID, Reason: reason})
 	}
-	if err := s.move(ctx, tx, d.OrderID, `reserved = reserved - $1, sold = sold + $1`); err != nil {
+	if err := s.move(ctx, tx, d.OrderID, `reserved = reserved - ri.quantity, sold = sold + ri.quantity`); err != nil {
 		return err
 	}
 	if err := setStatus(ctx, tx, d.OrderID, Committed); err != nil {
@@ -160,12 +170,12 @@ func (s *Store) release(ctx context.Context, tx *sql.Tx, d saga.OrderRef, final 
 	outcome := "nothing"
 	switch status {
 	case Reserved:
-		if err := s.move(ctx, tx, d.OrderID, `reserved = reserved - $1, available = available + $1`); err != nil {
+		if err := s.move(ctx, tx, d.OrderID, `reserved = reserved - ri.quantity, available = available + ri.quantity`); err != nil {
 			return err
 		}
 		outcome = "released"
 	case Committed:
-		if err := s.move(ctx, tx, d.OrderID, `sold = sold - $1, available = available + $1`); err != nil {
+		if err := s.move(ctx, tx, d.OrderID, `sold = sold - ri.quantity, available = available + ri.quantity`); err != nil {
 			return err
 		}
 		outcome = "restocked"
@@ -232,27 +242,13 @@ func (s *Store) ExpireReservations(ctx context.Context, limit int) (int, error) 
 	return len(ids), nil
 }
 
-// move applies set (with $1 the quantity) to the stock of each item of the
-// order's reservation.
+// move applies set, in which ri.quantity is an item's quantity, to the
+// stock of each item of the order's reservation, in one statement.
 func (s *Store) move(ctx context.Context, tx *sql.Tx, orderID, set string) error {
-	rows, err := tx.QueryContext(ctx, `SELECT product_id, quantity FROM reservation_items WHERE order_id = $1 ORDER BY product_id`, orderID)
+	_, err := tx.ExecContext(ctx, `UPDATE stock SET `+set+`, updated_at = $1
+		FROM reservation_items ri WHERE ri.order_id = $2 AND stock.product_id = ri.product_id`, now(), orderID)
 	if err != nil {
-		return err
-	}
-	var items []saga.Item
-	for rows.Next() {
-		var it saga.Item
-		if err := rows.Scan(&it.ProductID, &it.Quantity); err != nil {
-			rows.Close()
-			return err
-		}
-		items = append(items, it)
-	}
-	rows.Close()
-	for _, it := range items {
-		if _, err := tx.ExecContext(ctx, `UPDATE stock SET `+set+`, updated_at = $2 WHERE product_id = $3`, it.Quantity, now(), it.ProductID); err != nil {
-			return fmt.Errorf("move stock of %s: %w", it.ProductID, err)
-		}
+		return fmt.Errorf("move the stock of %s: %w", orderID, err)
 	}
 	return nil
 }
