@@ -377,6 +377,12 @@ func TestRelaysInOtherSchemas(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a's relay did not publish in 10s")
 	}
+	// A replica of a's relay finds the turn taken: it publishes nothing,
+	// though a row waits.
+	a.write(t, 1, 1, 1, 1)
+	if n, err := NewRelay(a.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t)).Flush(ctx); n != 0 || err != nil {
+		t.Fatalf("a replica of a's relay published %d rows (%v) while a's relayed", n, err)
+	}
 	// b's events are a's service's too, so that its relay is that
 	// service's.
 	for i := range 3 {
@@ -397,6 +403,10 @@ func TestRelaysInOtherSchemas(t *testing.T) {
 	}
 	if got := a.streamCount(t); got != 4 {
 		t.Fatalf("the stream holds %d messages, want 4", got)
+	}
+	ra.afterPublish = nil
+	if n, err := ra.Flush(ctx); n != 1 || err != nil {
+		t.Fatalf("after its turn, a's relay published %d of the row that waited (%v)", n, err)
 	}
 }
 

@@ -111,19 +111,10 @@ func (r *Relay) flushBatch(ctx context.Context) (int, error) {
 		// on one file may both publish a row; the broker drops the copy.
 		return r.publishPending(ctx, r.outbox.db)
 	}
+	// PostgreSQL: the transaction holds the replicas' turn, taken by
+	// pending, while the batch is published and marked.
 	var n int
 	err := r.outbox.db.InTx(ctx, func(tx *sql.Tx) error {
-		var mine bool
-		// The lock's key names the outbox's schema too: advisory locks
-		// are the database's, and deployments kept apart by schema (as
-		// tests, benchmarks and souk chaos do) must not relay in turns.
-		if err := tx.QueryRowContext(ctx, `SELECT pg_try_advisory_xact_lock(hashtextextended($1 || '.' || current_schema(), 0))`,
-			r.lockName()).Scan(&mine); err != nil {
-			return err
-		}
-		if !mine {
-			return nil // another replica is relaying
-		}
 		var err error
 		n, err = r.publishPending(ctx, tx)
 		return err
@@ -190,10 +181,23 @@ wait:
 	return acked, pubErr
 }
 
+// pending reads the rows to publish next. On PostgreSQL the same statement
+// takes the replicas' turn, an advisory lock held until the transaction
+// ends, and reads nothing if another replica holds it. The lock's key
+// names the outbox's schema too: advisory locks are the database's, and
+// deployments kept apart by schema (as tests, benchmarks and souk chaos
+// do) must not relay in turns.
 func (r *Relay) pending(ctx context.Context, q querier) ([]outboxRow, error) {
-	rs, err := q.QueryContext(ctx,
-		`SELECT seq, id, type, source, subject, time, data, trace_parent, trace_state
-		 FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1`, r.cfg.Batch)
+	const columns = `seq, id, type, source, subject, time, data, trace_parent, trace_state`
+	query := `SELECT ` + columns + ` FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1`
+	args := []any{r.cfg.Batch}
+	if r.outbox.db.Dialect == store.Postgres {
+		// A CTE with a volatile function is evaluated once, not inlined.
+		query = `WITH turn AS (SELECT pg_try_advisory_xact_lock(hashtextextended($2 || '.' || current_schema(), 0)) AS mine)
+			SELECT ` + columns + ` FROM outbox, turn WHERE turn.mine AND sent_at IS NULL ORDER BY seq LIMIT $1`
+		args = append(args, r.lockName())
+	}
+	rs, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: read pending: %w", err)
 	}
