@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/souk-shop/souk/api/money"
@@ -120,21 +121,36 @@ func (p *Simulated) change(ctx context.Context, key, operation, orderID, ref str
 				return err
 			}
 		}
-		if prev, ok, err := lookup(ctx, tx, key); err != nil || ok {
-			recorded = prev
-			return err
-		}
-		var state string
-		var amount int64
-		var currency string
-		err := tx.QueryRowContext(ctx, `SELECT outcome, amount, currency FROM simulated_provider_operations
-			WHERE reference = $1 AND outcome IN ('authorized', 'captured', 'voided', 'refunded') ORDER BY created_at DESC LIMIT 1`, ref).
-			Scan(&state, &amount, &currency)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("no authorization %s", ref)
-		}
+		// What the key did, if it was used before, and the authorization's
+		// state: the outcome of its last successful change.
+		rows, err := tx.QueryContext(ctx, `SELECT idempotency_key, reference, outcome, amount, currency FROM simulated_provider_operations
+			WHERE reference = $1 OR idempotency_key = $2 ORDER BY created_at, idempotency_key`, ref, key)
 		if err != nil {
 			return err
+		}
+		defer rows.Close()
+		state, found, used := "", false, false
+		var amount int64
+		var currency string
+		for rows.Next() {
+			var k, r, o string
+			var a int64
+			var c string
+			if err := rows.Scan(&k, &r, &o, &a, &c); err != nil {
+				return err
+			}
+			if k == key {
+				recorded, used = op{ref: r, outcome: o}, true
+			}
+			if r == ref && slices.Contains([]string{"authorized", "captured", "voided", "refunded"}, o) {
+				state, amount, currency, found = o, a, c, true
+			}
+		}
+		if err := rows.Err(); err != nil || used {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("no authorization %s", ref)
 		}
 		result := outcome
 		if refused, ok := refuse[state]; ok {
@@ -159,30 +175,21 @@ func (p *Simulated) change(ctx context.Context, key, operation, orderID, ref str
 
 type op struct{ ref, outcome string }
 
-func lookup(ctx context.Context, tx *sql.Tx, key string) (op, bool, error) {
-	var o op
-	err := tx.QueryRowContext(ctx, `SELECT reference, outcome FROM simulated_provider_operations WHERE idempotency_key = $1`, key).Scan(&o.ref, &o.outcome)
-	if errors.Is(err, sql.ErrNoRows) {
-		return op{}, false, nil
-	}
-	return o, err == nil, err
-}
-
 // record stores an operation under key unless key was used before, and
-// returns what the key stands for.
+// returns what the key stands for: one statement, unless the key was used.
 func (p *Simulated) record(ctx context.Context, key, operation, orderID, ref string, amount money.Money, outcome string) (op, error) {
+	res, err := p.db.ExecContext(ctx, `INSERT INTO simulated_provider_operations
+		(idempotency_key, operation, order_id, reference, amount, currency, outcome, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (idempotency_key) DO NOTHING`,
+		key, operation, orderID, ref, amount.Amount, amount.Currency, outcome, time.Now().UTC())
+	if err != nil {
+		return op{}, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return op{ref: ref, outcome: outcome}, err
+	}
 	var got op
-	err := p.db.InTx(ctx, func(tx *sql.Tx) error {
-		if prev, ok, err := lookup(ctx, tx, key); err != nil || ok {
-			got = prev
-			return err
-		}
-		got = op{ref: ref, outcome: outcome}
-		_, err := tx.ExecContext(ctx, `INSERT INTO simulated_provider_operations
-			(idempotency_key, operation, order_id, reference, amount, currency, outcome, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			key, operation, orderID, ref, amount.Amount, amount.Currency, outcome, time.Now().UTC())
-		return err
-	})
+	err = p.db.QueryRowContext(ctx, `SELECT reference, outcome FROM simulated_provider_operations WHERE idempotency_key = $1`, key).Scan(&got.ref, &got.outcome)
 	return got, err
 }
 

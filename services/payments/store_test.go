@@ -3,6 +3,7 @@ package payments
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"testing"
 	"time"
 
@@ -85,6 +86,43 @@ func TestStore(t *testing.T) {
 				if capture == nil && void == nil {
 					t.Fatalf("order %s: the provider both captured and voided one authorization", o)
 				}
+			}
+		})
+
+		t.Run("the simulated provider answers a key used again as the first time", func(t *testing.T) {
+			sim := NewSimulated(db, SimulatedConfig{})
+			o := server.NewID()
+			ref, err := sim.Authorize(ctx, "authorize:"+o, o, amount, "4242424242424242")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again, err := sim.Authorize(ctx, "authorize:"+o, o, amount, "4242424242424242"); again != ref || err != nil {
+				t.Fatalf("authorized again: %q, %v; want %q, the first reference", again, err, ref)
+			}
+			if _, err := sim.Authorize(ctx, "authorize:d"+o, o, amount, DeclineCard); !errors.Is(err, ErrDeclined) {
+				t.Fatalf("the decline card: %v", err)
+			}
+			if _, err := sim.Authorize(ctx, "authorize:d"+o, o, amount, "4242424242424242"); !errors.Is(err, ErrDeclined) {
+				t.Fatalf("its key again, with a good card: %v; want the first answer, declined", err)
+			}
+			if err := sim.Void(ctx, "void:"+o, o, ref); err != nil {
+				t.Fatal(err)
+			}
+			if err := sim.Capture(ctx, "capture:"+o, o, ref); !errors.Is(err, ErrVoided) {
+				t.Fatalf("a capture after the void: %v", err)
+			}
+			if err := sim.Void(ctx, "void:"+o, o, ref); err != nil {
+				t.Fatalf("the void's key again: %v", err)
+			}
+			if err := sim.Capture(ctx, "capture:"+o, o, ref); !errors.Is(err, ErrVoided) {
+				t.Fatalf("the capture's key again: %v; want the first answer, voided", err)
+			}
+			if err := sim.Capture(ctx, "capture:x"+o, o, "sim_none"); err == nil {
+				t.Fatal("a capture of no authorization succeeded")
+			}
+			var n int
+			if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM simulated_provider_operations WHERE order_id = $1`, o).Scan(&n); err != nil || n != 4 {
+				t.Fatalf("%d operations recorded (%v), want 4: two authorizations, the void and the refused capture", n, err)
 			}
 		})
 
