@@ -121,35 +121,34 @@ func (p *Simulated) change(ctx context.Context, key, operation, orderID, ref str
 				return err
 			}
 		}
-		// What the key did, if it was used before, and the authorization's
-		// state: the outcome of its last successful change.
-		rows, err := tx.QueryContext(ctx, `SELECT idempotency_key, reference, outcome, amount, currency FROM simulated_provider_operations
-			WHERE reference = $1 OR idempotency_key = $2 ORDER BY created_at, idempotency_key`, ref, key)
+		// The authorization's state, the outcome of its last successful
+		// change, and what the key did if it was used on it before.
+		rows, err := tx.QueryContext(ctx, `SELECT idempotency_key, outcome, amount, currency FROM simulated_provider_operations
+			WHERE reference = $1 ORDER BY created_at, idempotency_key`, ref)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		state, found, used := "", false, false
+		state, used := "", false
 		var amount int64
 		var currency string
 		for rows.Next() {
-			var k, r, o string
+			var k, o, c string
 			var a int64
-			var c string
-			if err := rows.Scan(&k, &r, &o, &a, &c); err != nil {
+			if err := rows.Scan(&k, &o, &a, &c); err != nil {
 				return err
 			}
 			if k == key {
-				recorded, used = op{ref: r, outcome: o}, true
+				recorded, used = op{ref: ref, outcome: o}, true
 			}
-			if r == ref && slices.Contains([]string{"authorized", "captured", "voided", "refunded"}, o) {
-				state, amount, currency, found = o, a, c, true
+			if slices.Contains([]string{"authorized", "captured", "voided", "refunded"}, o) {
+				state, amount, currency = o, a, c
 			}
 		}
 		if err := rows.Err(); err != nil || used {
 			return err
 		}
-		if !found {
+		if state == "" {
 			return fmt.Errorf("no authorization %s", ref)
 		}
 		result := outcome
@@ -157,9 +156,18 @@ func (p *Simulated) change(ctx context.Context, key, operation, orderID, ref str
 			result = "refused:" + refused.Error()
 		}
 		recorded = op{ref: ref, outcome: result}
-		_, err = tx.ExecContext(ctx, `INSERT INTO simulated_provider_operations
-			(idempotency_key, operation, order_id, reference, amount, currency, outcome, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		res, err := tx.ExecContext(ctx, `INSERT INTO simulated_provider_operations
+			(idempotency_key, operation, order_id, reference, amount, currency, outcome, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (idempotency_key) DO NOTHING`,
 			key, operation, orderID, ref, amount, currency, result, time.Now().UTC())
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			return err
+		}
+		// The key was used on another authorization: its first outcome stands.
+		recorded, err = keyed(ctx, tx, key)
 		return err
 	})
 	if err != nil {
@@ -188,9 +196,14 @@ func (p *Simulated) record(ctx context.Context, key, operation, orderID, ref str
 	if n, err := res.RowsAffected(); err != nil || n == 1 {
 		return op{ref: ref, outcome: outcome}, err
 	}
-	var got op
-	err = p.db.QueryRowContext(ctx, `SELECT reference, outcome FROM simulated_provider_operations WHERE idempotency_key = $1`, key).Scan(&got.ref, &got.outcome)
-	return got, err
+	return keyed(ctx, p.db, key)
+}
+
+// keyed returns what the operation recorded under key did.
+func keyed(ctx context.Context, q querier, key string) (op, error) {
+	var o op
+	err := q.QueryRowContext(ctx, `SELECT reference, outcome FROM simulated_provider_operations WHERE idempotency_key = $1`, key).Scan(&o.ref, &o.outcome)
+	return o, err
 }
 
 // behave waits the configured latency and fails at the configured rate;
