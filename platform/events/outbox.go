@@ -55,12 +55,8 @@ func (o *Outbox) Write(ctx context.Context, tx *sql.Tx, evs ...Event) error {
 const writeChunk = 500
 
 func (o *Outbox) write(ctx context.Context, tx *sql.Tx, evs []Event) error {
-	args := make([]any, 0, 8*len(evs))
-	for _, e := range evs {
-		args = append(args, e.ID, e.Type, e.Source, e.Subject, e.Time, []byte(e.Data), e.TraceParent, e.TraceState)
-	}
-	_, err := tx.ExecContext(ctx,
-		`INSERT INTO outbox (id, type, source, subject, time, data, trace_parent, trace_state) VALUES `+store.Values(len(evs), 8), args...)
+	q, args := OutboxInsert(evs, 1)
+	_, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
 		if len(evs) == 1 {
 			return fmt.Errorf("outbox: write %s: %w", evs[0].Type, err)
@@ -68,6 +64,20 @@ func (o *Outbox) write(ctx context.Context, tx *sql.Tx, evs []Event) error {
 		return fmt.Errorf("outbox: write %d events: %w", len(evs), err)
 	}
 	return nil
+}
+
+// OutboxInsert returns the statement that adds evs to the outbox and its
+// arguments, numbered from first: for a statement of a service's own that
+// writes its rows too, on PostgreSQL as one of a WITH's data-modifying
+// parts, so that a change and its events are one round trip. Write is the
+// plain way.
+func OutboxInsert(evs []Event, first int) (string, []any) {
+	args := make([]any, 0, 8*len(evs))
+	for _, e := range evs {
+		args = append(args, e.ID, e.Type, e.Source, e.Subject, e.Time, []byte(e.Data), e.TraceParent, e.TraceState)
+	}
+	return `INSERT INTO outbox (id, type, source, subject, time, data, trace_parent, trace_state) VALUES ` +
+		store.ValuesFrom(first, len(evs), 8), args
 }
 
 // Emit writes an event of type typ about subject, with data as its JSON

@@ -258,9 +258,13 @@ func IsUniqueViolation(err error) bool {
 // Values returns the VALUES list of a statement that inserts rows rows of
 // cols columns each: ($1, $2), ($3, $4) for Values(2, 2). One statement
 // for many rows is one round trip, however many rows.
-func Values(rows, cols int) string {
+func Values(rows, cols int) string { return ValuesFrom(1, rows, cols) }
+
+// ValuesFrom is Values with parameters numbered from first, for a statement
+// that has others before them.
+func ValuesFrom(first, rows, cols int) string {
 	var b strings.Builder
-	n := 0
+	n := first
 	for r := range rows {
 		if r > 0 {
 			b.WriteString(", ")
@@ -270,8 +274,8 @@ func Values(rows, cols int) string {
 			if c > 0 {
 				b.WriteString(", ")
 			}
-			n++
 			fmt.Fprintf(&b, "$%d", n)
+			n++
 		}
 		b.WriteByte(')')
 	}

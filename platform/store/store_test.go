@@ -136,4 +136,7 @@ func TestValues(t *testing.T) {
 			t.Errorf("Values(%d, %d) = %q, want %q", c.rows, c.cols, got, c.want)
 		}
 	}
+	if got, want := store.ValuesFrom(4, 2, 2), "($4, $5), ($6, $7)"; got != want {
+		t.Errorf("ValuesFrom(4, 2, 2) = %q, want %q", got, want)
+	}
 }

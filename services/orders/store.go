@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,24 +60,22 @@ func (s *Store) Place(ctx context.Context, o Order, key, hash string) (Order, bo
 	if err != nil {
 		return Order{}, false, err
 	}
+	items := make([]saga.Item, len(o.Lines))
+	for i, l := range o.Lines {
+		items[i] = saga.Item{ProductID: l.ProductID, Quantity: l.Quantity}
+	}
+	ev, err := events.New(ctx, saga.OrderPlaced, o.ID, saga.OrderPlacedData{
+		OrderID: o.ID, CustomerID: o.CustomerID, Items: items, Total: o.Total, Deadline: o.Deadline,
+	})
+	if err != nil {
+		return Order{}, false, err
+	}
 	err = s.outbox.Do(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `
+		// A unique violation is checked below.
+		return s.write(ctx, tx, o.ID, []Event{first}, []events.Event{ev}, `
 			INSERT INTO orders (id, customer_id, idempotency_key, request_hash, status, deadline_at, created_at, state)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 			o.ID, o.CustomerID, key, hash, Placed, o.Deadline, o.CreatedAt, string(state))
-		if err != nil {
-			return err // a unique violation is checked below
-		}
-		if err := appendLog(ctx, tx, o.ID, first); err != nil {
-			return err
-		}
-		items := make([]saga.Item, len(o.Lines))
-		for i, l := range o.Lines {
-			items[i] = saga.Item{ProductID: l.ProductID, Quantity: l.Quantity}
-		}
-		return s.outbox.Emit(ctx, tx, saga.OrderPlaced, o.ID, saga.OrderPlacedData{
-			OrderID: o.ID, CustomerID: o.CustomerID, Items: items, Total: o.Total, Deadline: o.Deadline,
-		})
 	})
 	if store.IsUniqueViolation(err) { // the same key, at the same time
 		id, prev, err := s.existing(ctx, o.CustomerID, key)
@@ -139,8 +138,8 @@ type step struct {
 
 // act locks an order's row inside tx against its other writers, lets
 // decide choose the steps from the state the row keeps, and appends them
-// to the log, publishes those that go out and writes the new state: four
-// statements, whatever the log's length.
+// to the log, publishes those that go out and writes the new state: on
+// PostgreSQL two statements, whatever the log's length.
 func (s *Store) act(ctx context.Context, tx *sql.Tx, id string, decide func(Order) []step) error {
 	lock := `SELECT state FROM orders WHERE id = $1`
 	if s.db.Dialect == store.Postgres {
@@ -186,28 +185,44 @@ func (s *Store) act(ctx context.Context, tx *sql.Tx, id string, decide func(Orde
 			out = append(out, e)
 		}
 	}
-	if err := appendLog(ctx, tx, id, entries...); err != nil {
-		return err
-	}
-	if err := s.outbox.Write(ctx, tx, out...); err != nil {
-		return err
-	}
 	// The status column follows the state, for the deadline sweep.
 	after, err := json.Marshal(foldedOf(o, entries[len(entries)-1].Seq))
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `UPDATE orders SET status = $1, state = $2 WHERE id = $3`, o.Status, string(after), id)
-	return err
+	return s.write(ctx, tx, id, entries, out, `UPDATE orders SET status = $1, state = $2 WHERE id = $3`, o.Status, string(after), id)
 }
 
-// appendLog adds entries to an order's log, in one statement.
-func appendLog(ctx context.Context, tx *sql.Tx, id string, entries ...Event) error {
-	args := make([]any, 0, 5*len(entries))
+// write makes a change of an order: row, a statement on its row with
+// rowArgs as $1…, then entries appended to its log and out to the outbox.
+// On PostgreSQL the three are one statement, a WITH whose parts insert the
+// entries and the events, one round trip; on SQLite, whose statements are
+// calls within the process, one each.
+func (s *Store) write(ctx context.Context, tx *sql.Tx, id string, entries []Event, out []events.Event, row string, rowArgs ...any) error {
+	logArgs := make([]any, 0, 5*len(entries))
 	for _, e := range entries {
-		args = append(args, id, e.Seq, e.Type, string(e.Data), e.At)
+		logArgs = append(logArgs, id, e.Seq, e.Type, string(e.Data), e.At)
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO order_events (order_id, seq, type, data, at) VALUES `+store.Values(len(entries), 5), args...)
+	appendLog := func(first int) string {
+		return `INSERT INTO order_events (order_id, seq, type, data, at) VALUES ` + store.ValuesFrom(first, len(entries), 5)
+	}
+	if s.db.Dialect != store.Postgres {
+		if _, err := tx.ExecContext(ctx, row, rowArgs...); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, appendLog(1), logArgs...); err != nil {
+			return err
+		}
+		return s.outbox.Write(ctx, tx, out...)
+	}
+	args := append(slices.Clone(rowArgs), logArgs...)
+	q := `WITH log AS (` + appendLog(len(rowArgs)+1) + `)`
+	if len(out) > 0 {
+		insert, outArgs := events.OutboxInsert(out, len(args)+1)
+		q += `, sent AS (` + insert + `)`
+		args = append(args, outArgs...)
+	}
+	_, err := tx.ExecContext(ctx, q+` `+row, args...)
 	return err
 }
 

@@ -3,6 +3,7 @@ package orders
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"slices"
 	"strings"
@@ -105,6 +106,28 @@ func testStore(t *testing.T, engine testenv.Database) {
 			if got := kept(o.ID); got.Status != c.status {
 				t.Fatalf("after %s: %s, want %s", c.answer, got.Status, c.status)
 			}
+		}
+	})
+
+	t.Run("a key placed again returns its order, or refuses another request", func(t *testing.T) {
+		at := now()
+		o := Order{ID: server.NewID(), CustomerID: "c2", PaymentMethod: "pm_1", CreatedAt: at, Deadline: at.Add(time.Minute), Total: money.Money{Amount: 1, Currency: "EUR"}}
+		first, created, err := st.Place(ctx, o, "k", "h1")
+		if err != nil || !created {
+			t.Fatalf("Place = %v, %v", created, err)
+		}
+		again := o
+		again.ID = server.NewID()
+		got, created, err := st.Place(ctx, again, "k", "h1")
+		if err != nil || created || got.ID != first.ID {
+			t.Fatalf("the same request again: %s, created %v, %v; want %s", got.ID, created, err, first.ID)
+		}
+		if _, _, err := st.Place(ctx, again, "k", "h2"); !errors.Is(err, ErrKeyReused) {
+			t.Fatalf("another request with the key: %v", err)
+		}
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM outbox WHERE subject = $1`, again.ID).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("the refused orders left %d events (%v)", n, err)
 		}
 	})
 
