@@ -11,7 +11,8 @@
 // (-instances). For each it reports confirmed orders per second with
 // closed-loop clients (saturation), the latency from POST to
 // OrderConfirmed open loop at half that rate, and the CPU seconds each
-// process (and PostgreSQL's backends) spent per confirmed order.
+// process (and PostgreSQL's backends, and an external NATS) spent per
+// confirmed order.
 //
 //	go run ./bench/orders                                     # SQLite + embedded NATS
 //	go run ./bench/orders -postgres postgres://… -nats nats://127.0.0.1:4222
@@ -613,8 +614,9 @@ type cpuSample struct {
 
 // sample reads the CPU time of the service processes by service (their
 // instances summed), of this process, and on PostgreSQL of the backends
-// serving this run's connections and of every other postgres process
-// (its background writers, and anyone else's backends).
+// serving this run's connections, of every other postgres process (its
+// background writers, and anyone else's backends) and, with -nats, of the
+// machine's nats-server processes (the embedded one's is this process's).
 func sample(ctx context.Context, procs []*child, suffix string, pg bool) (cpuSample, error) {
 	s := cpuSample{cpu: map[string]float64{}}
 	add := func(k string, v float64) {
@@ -663,6 +665,9 @@ func sample(ctx context.Context, procs []*child, suffix string, pg bool) (cpuSam
 	}
 	add("postgres (this run's backends)", 0)
 	add("postgres (other processes)", 0)
+	if *natsURL != "" {
+		add(natsServer, 0)
+	}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return s, err
@@ -673,14 +678,17 @@ func sample(ctx context.Context, procs []*child, suffix string, pg bool) (cpuSam
 			continue
 		}
 		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-		if err != nil || !strings.HasPrefix(string(comm), "postgres") {
+		nats := *natsURL != "" && strings.TrimSpace(string(comm)) == "nats-server"
+		if err != nil || !strings.HasPrefix(string(comm), "postgres") && !nats {
 			continue
 		}
 		v, err := procCPU(pid)
 		if err != nil {
 			continue // gone meanwhile
 		}
-		if ours[pid] {
+		if nats {
+			add(natsServer, v)
+		} else if ours[pid] {
 			add("postgres (this run's backends)", v)
 		} else {
 			add("postgres (other processes)", v)
@@ -688,6 +696,10 @@ func sample(ctx context.Context, procs []*child, suffix string, pg bool) (cpuSam
 	}
 	return s, nil
 }
+
+// natsServer names the CPU of the external NATS's processes: every
+// nats-server on the machine, so measure on one that runs no other.
+const natsServer = "nats-server (external)"
 
 // procCPU is the user and system CPU seconds process pid has used.
 func procCPU(pid int) (float64, error) {
