@@ -932,3 +932,63 @@ func TestKeyedBatches(t *testing.T) {
 		t.Errorf("%d deadlocks between the two consumers' batches", n)
 	}
 }
+
+// TestChange writes rows of two statements and their events in one
+// Change, on every engine, and reads them back.
+func TestChange(t *testing.T) {
+	for _, dbe := range testenv.Databases() {
+		t.Run(dbe.Name, func(t *testing.T) {
+			ctx := context.Background()
+			db, err := store.Open(ctx, dbe.URL(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			if err := Migrate(ctx, db, "test", testenv.Logger(t)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, `CREATE TABLE things (id TEXT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, `INSERT INTO things (id, n) VALUES ('a', 1)`); err != nil {
+				t.Fatal(err)
+			}
+			ob := NewOutbox(db)
+			var evs []Event
+			for _, n := range []int{1, 2} {
+				e, err := New(ctx, "souk.test.v1.Thing", "a", map[string]int{"n": n})
+				if err != nil {
+					t.Fatal(err)
+				}
+				evs = append(evs, e)
+			}
+			var affected int64
+			err = db.InTx(ctx, func(tx *sql.Tx) error {
+				res, err := ob.Change(ctx, tx, evs,
+					Statement{SQL: `INSERT INTO things (id, n) VALUES ($1, $2), ($3, $4)`, Args: []any{"b", 2, "c", 3}},
+					Statement{SQL: `UPDATE things SET n = n + $1 WHERE id = $2`, Args: []any{10, "a"}})
+				if err != nil {
+					return err
+				}
+				affected, err = res.RowsAffected()
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sum int64
+			if err := db.QueryRowContext(ctx, `SELECT SUM(n) FROM things`).Scan(&sum); err != nil || sum != 16 || affected != 1 {
+				t.Fatalf("sum %d (%v), last statement affected %d; want 16 and 1", sum, err, affected)
+			}
+			if got := testenv.OutboxTypes(t, db); len(got) != 2 {
+				t.Fatalf("outbox %v, want the two events", got)
+			}
+		})
+	}
+}
+
+func TestRenumber(t *testing.T) {
+	if got, want := renumber(`UPDATE t SET a = $1, b = $12 WHERE id = $2`, 3), `UPDATE t SET a = $4, b = $15 WHERE id = $5`; got != want {
+		t.Fatalf("renumber = %q, want %q", got, want)
+	}
+}

@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
 
 	"github.com/souk-shop/souk/platform/store"
 )
@@ -65,6 +68,75 @@ func (o *Outbox) write(ctx context.Context, tx *sql.Tx, evs []Event) error {
 	}
 	return nil
 }
+
+// Statement is one statement of a Change, its parameters numbered from $1.
+type Statement struct {
+	SQL  string
+	Args []any
+}
+
+// Change runs stmts, a change of a service's rows, and writes evs, the
+// events it implies, within tx, in as few round trips as the engine allows.
+// On PostgreSQL that is one statement: a WITH whose data-modifying parts are
+// all of stmts but the last, and the outbox's insert, before the last. On
+// SQLite, whose statements are calls within the process, stmts run in turn,
+// then the events are written. The statements must not change the same
+// rows (the parts of a WITH do not see each other's changes). It returns
+// the last statement's result.
+func (o *Outbox) Change(ctx context.Context, tx *sql.Tx, evs []Event, stmts ...Statement) (sql.Result, error) {
+	if len(stmts) == 0 {
+		return nil, o.Write(ctx, tx, evs...)
+	}
+	if o.db.Dialect != store.Postgres || len(evs) > writeChunk {
+		var res sql.Result
+		for _, st := range stmts {
+			var err error
+			if res, err = tx.ExecContext(ctx, st.SQL, st.Args...); err != nil {
+				return nil, err
+			}
+		}
+		return res, o.Write(ctx, tx, evs...)
+	}
+	var q strings.Builder
+	var args []any
+	part := func(name, sql string) {
+		if q.Len() == 0 {
+			q.WriteString("WITH ")
+		} else {
+			q.WriteString(", ")
+		}
+		fmt.Fprintf(&q, "%s AS (%s)", name, sql)
+	}
+	for i, st := range stmts[:len(stmts)-1] {
+		part(fmt.Sprintf("change%d", i), renumber(st.SQL, len(args)))
+		args = append(args, st.Args...)
+	}
+	if len(evs) > 0 {
+		insert, evArgs := OutboxInsert(evs, len(args)+1)
+		part("sent", insert)
+		args = append(args, evArgs...)
+	}
+	last := stmts[len(stmts)-1]
+	if q.Len() > 0 {
+		q.WriteByte(' ')
+	}
+	q.WriteString(renumber(last.SQL, len(args)))
+	return tx.ExecContext(ctx, q.String(), append(args, last.Args...)...)
+}
+
+// renumber adds by to the number of every $n parameter of q, which holds
+// no $ but in its parameters.
+func renumber(q string, by int) string {
+	if by == 0 {
+		return q
+	}
+	return parameter.ReplaceAllStringFunc(q, func(p string) string {
+		n, _ := strconv.Atoi(p[1:])
+		return "$" + strconv.Itoa(n+by)
+	})
+}
+
+var parameter = regexp.MustCompile(`\$[0-9]+`)
 
 // OutboxInsert returns the statement that adds evs to the outbox and its
 // arguments, numbered from first: for a statement of a service's own that

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -194,35 +193,16 @@ func (s *Store) act(ctx context.Context, tx *sql.Tx, id string, decide func(Orde
 }
 
 // write makes a change of an order: row, a statement on its row with
-// rowArgs as $1…, then entries appended to its log and out to the outbox.
-// On PostgreSQL the three are one statement, a WITH whose parts insert the
-// entries and the events, one round trip; on SQLite, whose statements are
-// calls within the process, one each.
+// rowArgs as $1…, then entries appended to its log and out to the outbox,
+// on PostgreSQL in one statement (Outbox.Change).
 func (s *Store) write(ctx context.Context, tx *sql.Tx, id string, entries []Event, out []events.Event, row string, rowArgs ...any) error {
 	logArgs := make([]any, 0, 5*len(entries))
 	for _, e := range entries {
 		logArgs = append(logArgs, id, e.Seq, e.Type, string(e.Data), e.At)
 	}
-	appendLog := func(first int) string {
-		return `INSERT INTO order_events (order_id, seq, type, data, at) VALUES ` + store.ValuesFrom(first, len(entries), 5)
-	}
-	if s.db.Dialect != store.Postgres {
-		if _, err := tx.ExecContext(ctx, row, rowArgs...); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, appendLog(1), logArgs...); err != nil {
-			return err
-		}
-		return s.outbox.Write(ctx, tx, out...)
-	}
-	args := append(slices.Clone(rowArgs), logArgs...)
-	q := `WITH log AS (` + appendLog(len(rowArgs)+1) + `)`
-	if len(out) > 0 {
-		insert, outArgs := events.OutboxInsert(out, len(args)+1)
-		q += `, sent AS (` + insert + `)`
-		args = append(args, outArgs...)
-	}
-	_, err := tx.ExecContext(ctx, q+` `+row, args...)
+	_, err := s.outbox.Change(ctx, tx, out,
+		events.Statement{SQL: row, Args: rowArgs},
+		events.Statement{SQL: `INSERT INTO order_events (order_id, seq, type, data, at) VALUES ` + store.Values(len(entries), 5), Args: logArgs})
 	return err
 }
 
