@@ -77,7 +77,7 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, d saga.OrderPlacedData)
 		return err
 	}
 	if status != "" { // a tombstone: the order was cancelled before its stock was asked for
-		return s.reply(ctx, tx, saga.ReservationFailed, saga.Outcome{OrderID: d.OrderID, Reason: "cancelled"})
+		return s.answer(ctx, tx, saga.ReservationFailed, saga.Outcome{OrderID: d.OrderID, Reason: "cancelled"})
 	}
 	items := slices.Clone(d.Items)
 	// The same order on every reservation keeps two from waiting on each
@@ -105,10 +105,8 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, d saga.OrderPlacedData)
 					return err
 				}
 			}
-			if err := insertReservation(ctx, tx, d.OrderID, Failed, t, t); err != nil {
-				return err
-			}
-			return s.reply(ctx, tx, saga.ReservationFailed, saga.Outcome{OrderID: d.OrderID, Reason: saga.ReasonOutOfStock, ProductID: it.ProductID})
+			return s.answer(ctx, tx, saga.ReservationFailed, saga.Outcome{OrderID: d.OrderID, Reason: saga.ReasonOutOfStock, ProductID: it.ProductID},
+				reservation(d.OrderID, Failed, t, t))
 		}
 	}
 	if undo {
@@ -120,17 +118,13 @@ func (s *Store) reserve(ctx context.Context, tx *sql.Tx, d saga.OrderPlacedData)
 	if floor := d.Deadline.Add(clockSkew); floor.After(expires) {
 		expires = floor
 	}
-	if err := insertReservation(ctx, tx, d.OrderID, Reserved, expires, t); err != nil {
-		return err
-	}
 	args := make([]any, 0, 3*len(items))
 	for _, it := range items {
 		args = append(args, d.OrderID, it.ProductID, it.Quantity)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO reservation_items (order_id, product_id, quantity) VALUES `+store.Values(len(items), 3), args...); err != nil {
-		return err
-	}
-	return s.reply(ctx, tx, saga.StockReserved, saga.Outcome{OrderID: d.OrderID})
+	return s.answer(ctx, tx, saga.StockReserved, saga.Outcome{OrderID: d.OrderID},
+		reservation(d.OrderID, Reserved, expires, t),
+		events.Statement{SQL: `INSERT INTO reservation_items (order_id, product_id, quantity) VALUES ` + store.Values(len(items), 3), Args: args})
 }
 
 // commit handles StockCommitRequested: the reserved items are sold.
@@ -141,22 +135,17 @@ func (s *Store) commit(ctx context.Context, tx *sql.Tx, d saga.OrderRef) error {
 	}
 	switch status {
 	case Committed:
-		return s.reply(ctx, tx, saga.StockCommitted, saga.Outcome{OrderID: d.OrderID})
+		return s.answer(ctx, tx, saga.StockCommitted, saga.Outcome{OrderID: d.OrderID})
 	case Reserved:
 	default:
 		reason := status
 		if reason == "" {
 			reason = "no reservation"
 		}
-		return s.reply(ctx, tx, saga.StockCommitFailed, saga.Outcome{OrderID: d.OrderID, Reason: reason})
+		return s.answer(ctx, tx, saga.StockCommitFailed, saga.Outcome{OrderID: d.OrderID, Reason: reason})
 	}
-	if err := s.move(ctx, tx, d.OrderID, `reserved = reserved - ri.quantity, sold = sold + ri.quantity`); err != nil {
-		return err
-	}
-	if err := setStatus(ctx, tx, d.OrderID, Committed); err != nil {
-		return err
-	}
-	return s.reply(ctx, tx, saga.StockCommitted, saga.Outcome{OrderID: d.OrderID})
+	return s.answer(ctx, tx, saga.StockCommitted, saga.Outcome{OrderID: d.OrderID},
+		move(d.OrderID, `reserved = reserved - ri.quantity, sold = sold + ri.quantity`), setStatus(d.OrderID, Committed))
 }
 
 // release handles StockReleaseRequested, the saga's compensation: reserved
@@ -167,32 +156,22 @@ func (s *Store) release(ctx context.Context, tx *sql.Tx, d saga.OrderRef, final 
 	if err != nil {
 		return err
 	}
-	outcome := "nothing"
+	released := saga.Outcome{OrderID: d.OrderID, Reason: "nothing"}
 	switch status {
 	case Reserved:
-		if err := s.move(ctx, tx, d.OrderID, `reserved = reserved - ri.quantity, available = available + ri.quantity`); err != nil {
-			return err
-		}
-		outcome = "released"
+		released.Reason = "released"
+		return s.answer(ctx, tx, saga.StockReleased, released,
+			move(d.OrderID, `reserved = reserved - ri.quantity, available = available + ri.quantity`), setStatus(d.OrderID, final))
 	case Committed:
-		if err := s.move(ctx, tx, d.OrderID, `sold = sold - ri.quantity, available = available + ri.quantity`); err != nil {
-			return err
-		}
-		outcome = "restocked"
+		released.Reason = "restocked"
+		return s.answer(ctx, tx, saga.StockReleased, released,
+			move(d.OrderID, `sold = sold - ri.quantity, available = available + ri.quantity`), setStatus(d.OrderID, final))
 	case "":
 		t := now()
-		if err := insertReservation(ctx, tx, d.OrderID, Tombstone, t, t); err != nil {
-			return err
-		}
+		return s.answer(ctx, tx, saga.StockReleased, released, reservation(d.OrderID, Tombstone, t, t))
 	default: // failed, released, expired, tombstone: nothing is held
-		return s.reply(ctx, tx, saga.StockReleased, saga.Outcome{OrderID: d.OrderID, Reason: outcome})
+		return s.answer(ctx, tx, saga.StockReleased, released)
 	}
-	if status != "" {
-		if err := setStatus(ctx, tx, d.OrderID, final); err != nil {
-			return err
-		}
-	}
-	return s.reply(ctx, tx, saga.StockReleased, saga.Outcome{OrderID: d.OrderID, Reason: outcome})
 }
 
 // ExpireReservations releases up to limit reservations past their expiry
@@ -244,13 +223,9 @@ func (s *Store) ExpireReservations(ctx context.Context, limit int) (int, error) 
 
 // move applies set, in which ri.quantity is an item's quantity, to the
 // stock of each item of the order's reservation, in one statement.
-func (s *Store) move(ctx context.Context, tx *sql.Tx, orderID, set string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE stock SET `+set+`, updated_at = $1
-		FROM reservation_items ri WHERE ri.order_id = $2 AND stock.product_id = ri.product_id`, now(), orderID)
-	if err != nil {
-		return fmt.Errorf("move the stock of %s: %w", orderID, err)
-	}
-	return nil
+func move(orderID, set string) events.Statement {
+	return events.Statement{SQL: `UPDATE stock SET ` + set + `, updated_at = $1
+		FROM reservation_items ri WHERE ri.order_id = $2 AND stock.product_id = ri.product_id`, Args: []any{now(), orderID}}
 }
 
 // reservationStatus reads an order's reservation, "" if it has none, and
@@ -275,21 +250,26 @@ func (s *Store) reservationStatus(ctx context.Context, tx *sql.Tx, orderID strin
 	return status, nil
 }
 
-func insertReservation(ctx context.Context, tx *sql.Tx, orderID, status string, expires, t time.Time) error {
-	_, err := tx.ExecContext(ctx,
-		`INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
-		orderID, status, expires, t)
-	return err
+// reservation inserts an order's reservation.
+func reservation(orderID, status string, expires, t time.Time) events.Statement {
+	return events.Statement{SQL: `INSERT INTO reservations (order_id, status, expires_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
+		Args: []any{orderID, status, expires, t}}
 }
 
-func setStatus(ctx context.Context, tx *sql.Tx, orderID, status string) error {
-	_, err := tx.ExecContext(ctx, `UPDATE reservations SET status = $1, updated_at = $2 WHERE order_id = $3`, status, now(), orderID)
-	return err
+// setStatus moves an order's reservation to status.
+func setStatus(orderID, status string) events.Statement {
+	return events.Statement{SQL: `UPDATE reservations SET status = $1, updated_at = $2 WHERE order_id = $3`, Args: []any{status, now(), orderID}}
 }
 
-// reply writes an answer to the saga into the outbox, in tx.
-func (s *Store) reply(ctx context.Context, tx *sql.Tx, typ string, data saga.Outcome) error {
-	return s.outbox.Emit(ctx, tx, typ, data.OrderID, data)
+// answer makes a change, stmts, and writes the saga's answer to it in tx,
+// on PostgreSQL in one statement (Outbox.Change).
+func (s *Store) answer(ctx context.Context, tx *sql.Tx, typ string, data saga.Outcome, stmts ...events.Statement) error {
+	e, err := events.New(ctx, typ, data.OrderID, data)
+	if err != nil {
+		return err
+	}
+	_, err = s.outbox.Change(ctx, tx, []events.Event{e}, stmts...)
+	return err
 }
 
 // lockStock locks, on PostgreSQL, the stock rows that work on these orders
