@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 
 	"github.com/souk-shop/souk/api/saga"
 	"github.com/souk-shop/souk/platform/events"
@@ -82,19 +83,17 @@ func (s *Service) authorized(ctx context.Context, tx *sql.Tx, _ events.Event, d 
 	if r.outcome != "authorized" {
 		status = Declined
 	}
-	if err := record(ctx, tx, d.OrderID, status, d.Amount, r.ref, r.reason, now()); err != nil {
-		return err
-	}
-	return s.answer(ctx, tx, Payment{OrderID: d.OrderID, Status: status, Reason: r.reason})
+	return s.answer(ctx, tx, Payment{OrderID: d.OrderID, Status: status, Reason: r.reason},
+		record(d.OrderID, status, d.Amount, r.ref, r.reason, now()))
 }
 
-// answer tells orders where the payment stands.
-func (s *Service) answer(ctx context.Context, tx *sql.Tx, p Payment) error {
+// answer tells orders where the payment stands, after the change stmts.
+func (s *Service) answer(ctx context.Context, tx *sql.Tx, p Payment, stmts ...events.Statement) error {
 	switch p.Status {
 	case Authorized, Captured:
-		return s.reply(ctx, tx, saga.PaymentAuthorized, saga.Outcome{OrderID: p.OrderID})
+		return s.reply(ctx, tx, saga.PaymentAuthorized, saga.Outcome{OrderID: p.OrderID}, stmts...)
 	default:
-		return s.reply(ctx, tx, saga.PaymentDeclined, saga.Outcome{OrderID: p.OrderID, Reason: p.Reason})
+		return s.reply(ctx, tx, saga.PaymentDeclined, saga.Outcome{OrderID: p.OrderID, Reason: p.Reason}, stmts...)
 	}
 }
 
@@ -131,10 +130,7 @@ func (s *Service) captured(ctx context.Context, tx *sql.Tx, _ events.Event, d sa
 	}
 	// Only an authorized payment becomes captured: if a cancellation got
 	// here first and refunded it, it stays refunded.
-	if err := setStatus(ctx, tx, d.OrderID, Captured, Authorized, now()); err != nil {
-		return err
-	}
-	return s.reply(ctx, tx, saga.PaymentCaptured, saga.Outcome{OrderID: d.OrderID})
+	return s.reply(ctx, tx, saga.PaymentCaptured, saga.Outcome{OrderID: d.OrderID}, setStatus(d.OrderID, Captured, Authorized, now()))
 }
 
 // cancel voids an authorization, refunds a capture, or does nothing if
@@ -175,23 +171,27 @@ func (s *Service) cancel(ctx context.Context, _ events.Event, d saga.OrderRef) (
 }
 
 func (s *Service) cancelled(ctx context.Context, tx *sql.Tx, _ events.Event, d saga.OrderRef, r result) error {
-	t := now()
+	var change []events.Statement
 	switch r.outcome {
 	case Voided, Refunded:
-		if err := setStatus(ctx, tx, d.OrderID, r.outcome, "", t); err != nil {
-			return err
-		}
+		change = append(change, setStatus(d.OrderID, r.outcome, "", now()))
 	case "nothing":
 		// Nothing to undo; if nothing was ever asked for, a tombstone makes
 		// a late authorization request fail.
-		if err := tombstone(ctx, tx, d.OrderID, t); err != nil {
-			return err
-		}
+		change = append(change, tombstone(d.OrderID, now()))
 	}
-	return s.reply(ctx, tx, saga.PaymentCancelled, saga.Outcome{OrderID: d.OrderID, Reason: r.outcome})
+	return s.reply(ctx, tx, saga.PaymentCancelled, saga.Outcome{OrderID: d.OrderID, Reason: r.outcome}, change...)
 }
 
-// reply writes an answer to the saga into the outbox, in tx.
-func (s *Service) reply(ctx context.Context, tx *sql.Tx, typ string, data saga.Outcome) error {
-	return s.store.outbox.Emit(ctx, tx, typ, data.OrderID, data)
+// reply makes a change, stmts, and writes the saga's answer to it in tx,
+// on PostgreSQL in one statement (Outbox.Change).
+func (s *Service) reply(ctx context.Context, tx *sql.Tx, typ string, data saga.Outcome, stmts ...events.Statement) error {
+	e, err := events.New(ctx, typ, data.OrderID, data)
+	if err != nil {
+		return err
+	}
+	if _, err := s.store.outbox.Change(ctx, tx, []events.Event{e}, stmts...); err != nil {
+		return fmt.Errorf("payment of %s: %w", data.OrderID, err)
+	}
+	return nil
 }

@@ -52,41 +52,30 @@ func get(ctx context.Context, q querier, orderID string) (Payment, bool, error) 
 // record writes the outcome of an authorization. A tombstone written while
 // the provider was answering is replaced: the authorization exists, and
 // orders, already cancelled, will ask for it to be voided.
-func record(ctx context.Context, tx *sql.Tx, orderID, status string, amount money.Money, ref, reason string, t time.Time) error {
-	_, err := tx.ExecContext(ctx, `
+func record(orderID, status string, amount money.Money, ref, reason string, t time.Time) events.Statement {
+	return events.Statement{SQL: `
 		INSERT INTO payments (order_id, status, amount, currency, reference, reason, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
 		ON CONFLICT (order_id) DO UPDATE SET status = $2, reference = $5, reason = $6, updated_at = $7`,
-		orderID, status, amount.Amount, amount.Currency, ref, reason, t)
-	if err != nil {
-		return fmt.Errorf("record the authorization of %s: %w", orderID, err)
-	}
-	return nil
+		Args: []any{orderID, status, amount.Amount, amount.Currency, ref, reason, t}}
 }
 
 // setStatus moves a payment to status; if from is not empty, only a
 // payment in status from moves.
-func setStatus(ctx context.Context, tx *sql.Tx, orderID, status, from string, t time.Time) error {
-	q, args := `UPDATE payments SET status = $1, updated_at = $2 WHERE order_id = $3`, []any{status, t, orderID}
+func setStatus(orderID, status, from string, t time.Time) events.Statement {
+	st := events.Statement{SQL: `UPDATE payments SET status = $1, updated_at = $2 WHERE order_id = $3`, Args: []any{status, t, orderID}}
 	if from != "" {
-		q, args = q+` AND status = $4`, append(args, from)
+		st.SQL, st.Args = st.SQL+` AND status = $4`, append(st.Args, from)
 	}
-	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-		return fmt.Errorf("set payment of %s %s: %w", orderID, status, err)
-	}
-	return nil
+	return st
 }
 
 // tombstone marks an order's payment cancelled before it was ever asked
 // for, so that a late authorization request fails; an existing payment
 // stays.
-func tombstone(ctx context.Context, tx *sql.Tx, orderID string, t time.Time) error {
-	_, err := tx.ExecContext(ctx, `
+func tombstone(orderID string, t time.Time) events.Statement {
+	return events.Statement{SQL: `
 		INSERT INTO payments (order_id, status, amount, currency, reference, reason, created_at, updated_at) VALUES ($1, $2, 0, '', '', 'cancelled', $3, $3)
-		ON CONFLICT (order_id) DO NOTHING`, orderID, Cancelled, t)
-	if err != nil {
-		return fmt.Errorf("tombstone the payment of %s: %w", orderID, err)
-	}
-	return nil
+		ON CONFLICT (order_id) DO NOTHING`, Args: []any{orderID, Cancelled, t}}
 }
 
 // AddMethod keeps a payment method, its card sealed.
