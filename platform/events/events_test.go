@@ -52,7 +52,8 @@ func forEachBroker(t *testing.T, fn func(t *testing.T, e *env)) {
 	}
 }
 
-func newEnv(t *testing.T, dbe testenv.Database, b testenv.Broker) *env {
+// migrated opens a fresh database of dbe with the outbox and inbox.
+func migrated(t *testing.T, dbe testenv.Database) *store.DB {
 	ctx := context.Background()
 	db, err := store.Open(ctx, dbe.URL(t))
 	if err != nil {
@@ -62,6 +63,12 @@ func newEnv(t *testing.T, dbe testenv.Database, b testenv.Broker) *env {
 	if err := Migrate(ctx, db, "test", testenv.Logger(t)); err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+func newEnv(t *testing.T, dbe testenv.Database, b testenv.Broker) *env {
+	ctx := context.Background()
+	db := migrated(t, dbe)
 	if _, err := db.ExecContext(ctx, `CREATE TABLE effects (event_id TEXT NOT NULL, subject TEXT NOT NULL, n BIGINT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
@@ -939,14 +946,7 @@ func TestChange(t *testing.T) {
 	for _, dbe := range testenv.Databases() {
 		t.Run(dbe.Name, func(t *testing.T) {
 			ctx := context.Background()
-			db, err := store.Open(ctx, dbe.URL(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			if err := Migrate(ctx, db, "test", testenv.Logger(t)); err != nil {
-				t.Fatal(err)
-			}
+			db := migrated(t, dbe)
 			if _, err := db.ExecContext(ctx, `CREATE TABLE things (id TEXT PRIMARY KEY, n BIGINT NOT NULL)`); err != nil {
 				t.Fatal(err)
 			}
@@ -963,7 +963,7 @@ func TestChange(t *testing.T) {
 				evs = append(evs, e)
 			}
 			var affected int64
-			err = db.InTx(ctx, func(tx *sql.Tx) error {
+			err := db.InTx(ctx, func(tx *sql.Tx) error {
 				res, err := ob.Change(ctx, tx, evs,
 					Statement{SQL: `INSERT INTO things (id, n) VALUES ($1, $2), ($3, $4)`, Args: []any{"b", 2, "c", 3}},
 					Statement{SQL: `UPDATE things SET n = n + $1 WHERE id = $2`, Args: []any{10, "a"}})
