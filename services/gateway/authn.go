@@ -34,33 +34,16 @@ type Authenticator struct {
 	fails   *prometheus.CounterVec
 }
 
-// NewAuthenticator verifies tokens with the keys served at jwksURL (fetched
-// with client, refreshed every minute and at once, at most every 2 s, on an
-// unknown key id) and refuses those the revocation list in revocations
-// names; it checks API keys with the entries in keys. It runs until ctx
-// ends.
+// NewAuthenticator verifies tokens with the keys served at jwksURL (see
+// jwks) and refuses those the revocation list in revocations names; it
+// checks API keys with the entries in keys. It runs until ctx ends.
 func NewAuthenticator(ctx context.Context, jwksURL string, client *http.Client, keys, revocations jetstream.KeyValue, reg prometheus.Registerer, log *slog.Logger) (*Authenticator, error) {
-	noErr := true
-	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
-		Client:                    client,
-		HTTPTimeout:               5 * time.Second,
-		NoErrorReturnFirstHTTPReq: &noErr, // the users service may start after the gateway
-		RefreshInterval:           time.Minute,
-		RefreshUnknownKID:         rate.NewLimiter(rate.Every(2*time.Second), 1),
-		RateLimitWaitMax:          10 * time.Millisecond, // never queue requests behind a refresh
-		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
-			return func(ctx context.Context, err error) {
-				if ctx.Err() == nil {
-					log.Warn("refreshing the JWK Set failed", "url", jwksURL, "err", err)
-				}
-			}
-		},
-	})
+	kf, err := jwks(ctx, jwksURL, client, log)
 	if err != nil {
-		return nil, fmt.Errorf("jwks: %w", err)
+		return nil, err
 	}
 	a := &Authenticator{
-		keyfunc: kf.Keyfunc,
+		keyfunc: kf,
 		parser:  auth.Parser(),
 		tokens:  tokenCache{entries: map[string]cachedToken{}},
 		fails: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -78,6 +61,41 @@ func NewAuthenticator(ctx context.Context, jwksURL string, client *http.Client, 
 }
 
 // authError is a refusal with a reason for the metrics.
+// jwks returns the keys of the JWK Set at jwksURL, fetched with client,
+// refreshed every minute and at once on an unknown key id: at most every
+// 2 s, and a request waits for the limiter and the refresh together at
+// most refreshWait. A token with a forged key id therefore fails at once,
+// but for one each 2 s; a token from a key the users service has just made
+// waits for the refresh that finds it. The wait bounds the refresh itself
+// too (the library gives both one deadline): 10 ms, as it once was, made a
+// refresh through the registry on a busy machine fail, and the token 401.
+func jwks(ctx context.Context, jwksURL string, client *http.Client, log *slog.Logger) (jwt.Keyfunc, error) {
+	noErr := true
+	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
+		Client:                    client,
+		HTTPTimeout:               5 * time.Second,
+		NoErrorReturnFirstHTTPReq: &noErr, // the users service may start after the gateway
+		RefreshInterval:           time.Minute,
+		RefreshUnknownKID:         rate.NewLimiter(rate.Every(2*time.Second), 1),
+		RateLimitWaitMax:          refreshWait,
+		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
+			return func(ctx context.Context, err error) {
+				if ctx.Err() == nil {
+					log.Warn("refreshing the JWK Set failed", "url", jwksURL, "err", err)
+				}
+			}
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jwks: %w", err)
+	}
+	return kf.Keyfunc, nil
+}
+
+// refreshWait bounds what a request with an unknown key id waits for: the
+// limiter's next turn and the refresh.
+const refreshWait = time.Second
+
 func (a *Authenticator) authError(reason, detail string) error {
 	a.fails.WithLabelValues(reason).Inc()
 	code := "invalid_token"

@@ -1,9 +1,12 @@
 package gateway
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,5 +57,52 @@ func TestRevokedTokens(t *testing.T) {
 		if code := get(); code != want {
 			t.Errorf("%s: the token verified afresh after the entry %s: %d, want %d", c.name, c.key, code, want)
 		}
+	}
+}
+
+// TestNewKeyFoundBySlowRefresh: a token signed with a key the JWK Set did
+// not have when the gateway last read it is verified once a refresh finds
+// the key, though the users service takes a while to answer; a token with
+// a key id that no refresh finds is refused at once, but for one every
+// 2 s, which waits for the limiter's turn and the refresh (refreshWait).
+func TestNewKeyFoundBySlowRefresh(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	var mu sync.Mutex
+	set := auth.JWKS{Keys: []auth.JWK{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(100 * time.Millisecond) // a users service on a busy machine
+		mu.Lock()
+		defer mu.Unlock()
+		_ = json.NewEncoder(w).Encode(set)
+	}))
+	t.Cleanup(srv.Close)
+	kf, err := jwks(t.Context(), srv.URL, srv.Client(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The users service makes a key after the gateway read the set.
+	mu.Lock()
+	set.Keys = append(set.Keys, auth.PublicJWK("k2", pub))
+	mu.Unlock()
+	key := auth.SigningKey{ID: "k2", Private: priv}
+	raw, err := key.Sign("u1", auth.RoleCustomer, "01900000-0000-7000-8000-000000000001", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.Parser().Parse(raw, kf); err != nil {
+		t.Fatalf("a token of the new key: %v", err)
+	}
+	forged, err := auth.SigningKey{ID: "nobody", Private: priv}.Sign("u1", auth.RoleCustomer, "01900000-0000-7000-8000-000000000001", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for range 20 {
+		if _, err := auth.Parser().Parse(forged, kf); err == nil {
+			t.Fatal("a token of an unknown key id was verified")
+		}
+	}
+	if took := time.Since(start); took > refreshWait+500*time.Millisecond {
+		t.Fatalf("20 tokens with an unknown key id took %s to refuse", took)
 	}
 }
