@@ -177,7 +177,7 @@ func (s *Store) act(ctx context.Context, tx *sql.Tx, id string, decide func(Orde
 		entries[i] = Event{Seq: f.Seq + int64(i) + 1, Type: st.typ, Data: b, At: t}
 		o.apply(entries[i])
 		if st.publish {
-			e, err := events.New(ctx, st.typ, id, st.data)
+			e, err := events.New(ctx, st.typ, id, json.RawMessage(b)) // marshalled once, for the log
 			if err != nil {
 				return err
 			}
