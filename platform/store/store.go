@@ -115,7 +115,8 @@ func (db *DB) Close() error {
 // anything else for a SQLite file, optionally written sqlite:path. A SQLite
 // file is created with its directory if missing, in WAL mode with a busy
 // timeout, foreign keys on and write transactions that take the lock at
-// BEGIN (so two writers wait for each other instead of failing).
+// BEGIN (so two writers wait for each other instead of failing); each of
+// its connections keeps the statements it ran last prepared.
 func Open(ctx context.Context, url string) (*DB, error) {
 	var db *DB
 	path, isSQLite := SQLitePath(url)
@@ -142,17 +143,11 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		}
 		dsn := "file:" + path + sep + "_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)" +
 			"&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate&_time_format=sqlite"
-		writer, err := sql.Open("sqlite", dsn)
-		if err != nil {
-			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
-		}
+		drv := &sqlite.Driver{}
+		writer := sql.OpenDB(sqliteConnector{dsn: dsn, driver: drv})
 		writer.SetMaxOpenConns(1)
 		writer.SetMaxIdleConns(1)
-		readers, err := sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
-		if err != nil {
-			writer.Close()
-			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
-		}
+		readers := sql.OpenDB(sqliteConnector{dsn: dsn + "&_pragma=query_only(1)", driver: drv})
 		// Every connection keeps its pragmas; keep them open rather than
 		// paying for new ones.
 		n := max(4, runtime.GOMAXPROCS(0))
