@@ -628,7 +628,10 @@ func (s *System) Shutdown(ctx context.Context) error {
 		}
 		if u.relay != nil {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			if _, err := u.relay.Flush(fctx); err != nil {
+			switch _, err := u.relay.Flush(fctx); {
+			case errors.Is(err, events.ErrTurnTaken):
+				s.log.Info("another replica relays the events left in the outbox", "service", u.name)
+			case err != nil:
 				s.log.Warn("events left in the outbox for the next start", "service", u.name, "err", err)
 			}
 			cancel()

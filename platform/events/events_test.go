@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -385,10 +386,11 @@ func TestRelaysInOtherSchemas(t *testing.T) {
 		t.Fatal("a's relay did not publish in 10s")
 	}
 	// A replica of a's relay finds the turn taken: it publishes nothing,
-	// though a row waits.
+	// though a row waits, and says why.
 	a.write(t, 1, 1, 1, 1)
-	if n, err := NewRelay(a.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t)).Flush(ctx); n != 0 || err != nil {
-		t.Fatalf("a replica of a's relay published %d rows (%v) while a's relayed", n, err)
+	if n, err := NewRelay(a.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t)).Flush(ctx); n != 0 || !errors.Is(err, ErrTurnTaken) {
+		close(release)
+		t.Fatalf("a replica of a's relay published %d rows (%v) while a's relayed, want 0 and ErrTurnTaken", n, err)
 	}
 	// b's events are a's service's too, so that its relay is that
 	// service's.
@@ -414,6 +416,50 @@ func TestRelaysInOtherSchemas(t *testing.T) {
 	ra.afterPublish = nil
 	if n, err := ra.Flush(ctx); n != 1 || err != nil {
 		t.Fatalf("after its turn, a's relay published %d of the row that waited (%v)", n, err)
+	}
+}
+
+// TestRelayTurnTakenComesBack checks that a row written by one replica
+// while another relays goes out once the turn is free, not at the next
+// sweep: the replica that found the turn taken tries again soon.
+func TestRelayTurnTakenComesBack(t *testing.T) {
+	pg, broker := testenv.Databases()[1], testenv.Brokers()[0]
+	a := newEnv(t, pg, broker)
+	a.write(t, 0, 1, 1, 1)
+	held, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	defer free() // a failure below must not leave the turn held
+	other := NewRelay(a.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t))
+	other.afterPublish = func() error { close(held); <-release; return nil }
+	done := make(chan error, 1)
+	go func() { _, err := other.Flush(context.Background()); done <- err }()
+	select {
+	case <-held: // the other replica holds the turn, in its transaction
+	case err := <-done:
+		t.Fatalf("the other relay ended before publishing: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the other relay did not publish in 10s")
+	}
+	// This replica's relay sweeps once a minute: only a retry can publish
+	// the row within the test's bound.
+	r := NewRelay(a.outbox, a.js, a.service, RelayConfig{Sweep: time.Minute}, testenv.Logger(t))
+	defer run(t, func(ctx context.Context) error { r.Run(ctx); return nil })()
+	a.write(t, 1, 1, 1, 1) // wakes r, which finds the turn taken
+	time.Sleep(100 * time.Millisecond)
+	if got := a.streamCount(t); got != 1 {
+		t.Fatalf("the stream holds %d messages while the other relay holds the turn, want 1", got)
+	}
+	free()
+	if err := <-done; err != nil {
+		t.Fatalf("the other relay: %v", err)
+	}
+	freed := time.Now()
+	for a.streamCount(t) < 2 {
+		if time.Since(freed) > 5*time.Second {
+			t.Fatal("the row written while the turn was taken was not published within 5s of the turn's end")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -65,12 +66,20 @@ func (r *Relay) Run(ctx context.Context) {
 	lastPrune := time.Now()
 	failing := false
 	for {
-		if _, err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+		var retry <-chan time.Time
+		_, err := r.Flush(ctx)
+		switch {
+		case errors.Is(err, ErrTurnTaken):
+			// Another replica relays, and may have read the pending rows
+			// before this one's commit woke it: look again soon rather
+			// than at the next sweep.
+			retry = time.After(turnRetry)
+		case err != nil && ctx.Err() == nil:
 			if !failing { // log the first failure of a run of them, not each
 				r.log.Warn("outbox relay failed; retrying every sweep", "err", err)
 			}
 			failing = true
-		} else if err == nil && failing {
+		case err == nil && failing:
 			r.log.Info("outbox relay recovered")
 			failing = false
 		}
@@ -83,11 +92,25 @@ func (r *Relay) Run(ctx context.Context) {
 			return
 		case <-r.outbox.wake:
 		case <-sweep.C:
+		case <-retry:
 		}
 	}
 }
 
-// Flush publishes every pending row and returns how many it published.
+// turnRetry is how soon a relay that found another replica's turn looks
+// again: a row its service committed meanwhile waits about that long, not
+// a sweep, and a contended turn costs a replica at most one empty
+// transaction per turnRetry.
+const turnRetry = 20 * time.Millisecond
+
+// ErrTurnTaken is Flush's error when another replica holds the turn (on
+// PostgreSQL): Flush published nothing more, and rows may be waiting for
+// that replica, or for this one's next try.
+var ErrTurnTaken = errors.New("another replica is relaying")
+
+// Flush publishes every pending row and returns how many it published. On
+// PostgreSQL, if another replica holds the turn when Flush looks, it
+// publishes nothing more and says so with an error.
 func (r *Relay) Flush(ctx context.Context) (int, error) {
 	total := 0
 	for {
@@ -132,9 +155,15 @@ type querier interface {
 }
 
 func (r *Relay) publishPending(ctx context.Context, q querier) (int, error) {
-	rows, err := r.pending(ctx, q)
-	if err != nil || len(rows) == 0 {
+	rows, mine, err := r.pending(ctx, q)
+	if err != nil {
 		return 0, err
+	}
+	if !mine {
+		return 0, ErrTurnTaken
+	}
+	if len(rows) == 0 {
+		return 0, nil
 	}
 	pubCtx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
@@ -181,25 +210,28 @@ wait:
 	return acked, pubErr
 }
 
-// pending reads the rows to publish next. On PostgreSQL the same statement
-// takes the replicas' turn, an advisory lock held until the transaction
-// ends, and reads nothing if another replica holds it. The lock's key
-// names the outbox's schema too: advisory locks are the database's, and
-// deployments kept apart by schema (as tests, benchmarks and souk chaos
-// do) must not relay in turns.
-func (r *Relay) pending(ctx context.Context, q querier) ([]outboxRow, error) {
+// pending reads the rows to publish next, and whether it is this relay's
+// turn. On PostgreSQL the same statement takes the replicas' turn, an
+// advisory lock held until the transaction ends; if another replica holds
+// it, the statement returns one row of seq 0 (real rows start at 1) and
+// nothing else. The lock's key names the outbox's schema too: advisory
+// locks are the database's, and deployments kept apart by schema (as tests,
+// benchmarks and souk chaos do) must not relay in turns.
+func (r *Relay) pending(ctx context.Context, q querier) (rows []outboxRow, mine bool, err error) {
 	const columns = `seq, id, type, source, subject, time, data, trace_parent, trace_state`
 	query := `SELECT ` + columns + ` FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1`
 	args := []any{r.cfg.Batch}
 	if r.outbox.db.Dialect == store.Postgres {
 		// A CTE with a volatile function is evaluated once, not inlined.
 		query = `WITH turn AS (SELECT pg_try_advisory_xact_lock(hashtextextended($2 || '.' || current_schema(), 0)) AS mine)
-			SELECT ` + columns + ` FROM outbox, turn WHERE turn.mine AND sent_at IS NULL ORDER BY seq LIMIT $1`
+			(SELECT ` + columns + ` FROM outbox, turn WHERE turn.mine AND sent_at IS NULL ORDER BY seq LIMIT $1)
+			UNION ALL
+			SELECT 0, '', '', '', '', now()::timestamp, ''::bytea, '', '' FROM turn WHERE NOT turn.mine`
 		args = append(args, r.lockName())
 	}
 	rs, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("outbox: read pending: %w", err)
+		return nil, false, fmt.Errorf("outbox: read pending: %w", err)
 	}
 	defer rs.Close()
 	var out []outboxRow
@@ -208,13 +240,16 @@ func (r *Relay) pending(ctx context.Context, q querier) ([]outboxRow, error) {
 		e := &row.ev
 		var data []byte
 		if err := rs.Scan(&row.seq, &e.ID, &e.Type, &e.Source, &e.Subject, &e.Time, &data, &e.TraceParent, &e.TraceState); err != nil {
-			return nil, fmt.Errorf("outbox: read pending: %w", err)
+			return nil, false, fmt.Errorf("outbox: read pending: %w", err)
+		}
+		if row.seq == 0 {
+			return nil, false, rs.Err()
 		}
 		e.Time = e.Time.UTC()
 		e.Data = data
 		out = append(out, row)
 	}
-	return out, rs.Err()
+	return out, true, rs.Err()
 }
 
 func (r *Relay) markSent(ctx context.Context, q querier, rows []outboxRow) error {
