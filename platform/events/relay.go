@@ -66,14 +66,10 @@ func (r *Relay) Run(ctx context.Context) {
 	lastPrune := time.Now()
 	failing := false
 	for {
-		var retry <-chan time.Time
 		_, err := r.Flush(ctx)
+		taken := errors.Is(err, ErrTurnTaken)
 		switch {
-		case errors.Is(err, ErrTurnTaken):
-			// Another replica relays, and may have read the pending rows
-			// before this one's commit woke it: look again soon rather
-			// than at the next sweep.
-			retry = time.After(turnRetry)
+		case taken: // not a failure: another replica relays
 		case err != nil && ctx.Err() == nil:
 			if !failing { // log the first failure of a run of them, not each
 				r.log.Warn("outbox relay failed; retrying every sweep", "err", err)
@@ -87,12 +83,24 @@ func (r *Relay) Run(ctx context.Context) {
 			r.prune(ctx)
 			lastPrune = time.Now()
 		}
+		if taken {
+			// Another replica relays, and may have read the pending rows
+			// before this one's commit woke it: look again soon rather
+			// than at the next sweep, and not before, however many
+			// commits wake this one meanwhile (the turn is likely still
+			// taken).
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(turnRetry):
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.outbox.wake:
 		case <-sweep.C:
-		case <-retry:
 		}
 	}
 }
