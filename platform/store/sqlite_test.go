@@ -3,9 +3,11 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // cached returns the texts of the statements the writer's connection keeps.
@@ -128,6 +130,29 @@ func TestStatementCache(t *testing.T) {
 		} else if err != nil || name != fmt.Sprint("thing ", id) {
 			t.Fatalf("id %d: %q, %v", id, name, err)
 		}
+	}
+
+	// A statement interrupted by its context's end is ready for the next
+	// use, as a query and as an exec.
+	const count = `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < $1) SELECT count(*) FROM c`
+	for _, exec := range []bool{false, true} {
+		cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		if exec {
+			_, err = db.writer.ExecContext(cctx, count, 1_000_000_000)
+		} else {
+			err = db.writer.QueryRowContext(cctx, count, 1_000_000_000).Scan(new(int))
+		}
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("a count to a billion in 50 ms (exec %v): %v, want the context's deadline", exec, err)
+		}
+		var n int
+		if err := db.writer.QueryRowContext(ctx, count, 10).Scan(&n); err != nil || n != 10 {
+			t.Fatalf("the count after an interrupted one: %d, %v", n, err)
+		}
+	}
+	if !cached(t, db)[count] {
+		t.Error("the count is not cached")
 	}
 
 	// A change of the schema: SQLite prepares a cached statement again.
