@@ -368,28 +368,46 @@ func TestReplicatedRelays(t *testing.T) {
 // while another deployment of the same service, in another schema of the
 // same database, is in the middle of relaying: replicas of one outbox take
 // turns, other outboxes do not wait for them.
+// holdTurn starts a relay of e's outbox that publishes the pending rows
+// and then holds its turn, in its transaction, until release is called;
+// release returns that relay's error. The turn is released at the test's
+// end whatever happens, so that a failure cannot leave the schema locked.
+func holdTurn(t *testing.T, e *env) (release func() error) {
+	t.Helper()
+	held, free := make(chan struct{}), make(chan struct{})
+	r := NewRelay(e.outbox, e.js, e.service, RelayConfig{}, testenv.Logger(t))
+	r.afterPublish = func() error { close(held); <-free; return nil }
+	done := make(chan error, 1)
+	go func() { _, err := r.Flush(context.Background()); done <- err }()
+	var once sync.Once
+	var err error
+	release = func() error {
+		once.Do(func() { close(free); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { _ = release() })
+	select {
+	case <-held:
+		return release
+	case err := <-done:
+		once.Do(func() {}) // nothing to release
+		t.Fatalf("the relay ended before publishing: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay did not publish in 10s")
+	}
+	return nil
+}
+
 func TestRelaysInOtherSchemas(t *testing.T) {
 	ctx := context.Background()
 	pg, broker := testenv.Databases()[1], testenv.Brokers()[0]
 	a, b := newEnv(t, pg, broker), newEnv(t, pg, broker) // two schemas
 	a.write(t, 0, 1, 1, 1)
-	held, release := make(chan struct{}), make(chan struct{})
-	ra := NewRelay(a.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t))
-	ra.afterPublish = func() error { close(held); <-release; return nil }
-	done := make(chan error, 1)
-	go func() { _, err := ra.Flush(ctx); done <- err }()
-	select {
-	case <-held: // a's relay holds its turn, in its transaction
-	case err := <-done:
-		t.Fatalf("a's relay ended before publishing: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("a's relay did not publish in 10s")
-	}
+	release := holdTurn(t, a)
 	// A replica of a's relay finds the turn taken: it publishes nothing,
 	// though a row waits, and says why.
 	a.write(t, 1, 1, 1, 1)
 	if n, err := NewRelay(a.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t)).Flush(ctx); n != 0 || !errors.Is(err, ErrTurnTaken) {
-		close(release)
 		t.Fatalf("a replica of a's relay published %d rows (%v) while a's relayed, want 0 and ErrTurnTaken", n, err)
 	}
 	// b's events are a's service's too, so that its relay is that
@@ -403,8 +421,7 @@ func TestRelaysInOtherSchemas(t *testing.T) {
 		}
 	}
 	n, err := NewRelay(b.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t)).Flush(ctx)
-	close(release)
-	if aerr := <-done; aerr != nil {
+	if aerr := release(); aerr != nil {
 		t.Fatalf("a's relay: %v", aerr)
 	}
 	if err != nil || n != 3 {
@@ -413,9 +430,8 @@ func TestRelaysInOtherSchemas(t *testing.T) {
 	if got := a.streamCount(t); got != 4 {
 		t.Fatalf("the stream holds %d messages, want 4", got)
 	}
-	ra.afterPublish = nil
-	if n, err := ra.Flush(ctx); n != 1 || err != nil {
-		t.Fatalf("after its turn, a's relay published %d of the row that waited (%v)", n, err)
+	if n, err := NewRelay(a.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t)).Flush(ctx); n != 1 || err != nil {
+		t.Fatalf("after the turn, a's relay published %d of the row that waited (%v)", n, err)
 	}
 }
 
@@ -426,21 +442,7 @@ func TestRelayTurnTakenComesBack(t *testing.T) {
 	pg, broker := testenv.Databases()[1], testenv.Brokers()[0]
 	a := newEnv(t, pg, broker)
 	a.write(t, 0, 1, 1, 1)
-	held, release := make(chan struct{}), make(chan struct{})
-	var releaseOnce sync.Once
-	free := func() { releaseOnce.Do(func() { close(release) }) }
-	defer free() // a failure below must not leave the turn held
-	other := NewRelay(a.outbox, a.js, a.service, RelayConfig{}, testenv.Logger(t))
-	other.afterPublish = func() error { close(held); <-release; return nil }
-	done := make(chan error, 1)
-	go func() { _, err := other.Flush(context.Background()); done <- err }()
-	select {
-	case <-held: // the other replica holds the turn, in its transaction
-	case err := <-done:
-		t.Fatalf("the other relay ended before publishing: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the other relay did not publish in 10s")
-	}
+	release := holdTurn(t, a)
 	// This replica's relay sweeps once a minute: only a retry can publish
 	// the row within the test's bound.
 	r := NewRelay(a.outbox, a.js, a.service, RelayConfig{Sweep: time.Minute}, testenv.Logger(t))
@@ -450,8 +452,7 @@ func TestRelayTurnTakenComesBack(t *testing.T) {
 	if got := a.streamCount(t); got != 1 {
 		t.Fatalf("the stream holds %d messages while the other relay holds the turn, want 1", got)
 	}
-	free()
-	if err := <-done; err != nil {
+	if err := release(); err != nil {
 		t.Fatalf("the other relay: %v", err)
 	}
 	freed := time.Now()
