@@ -77,7 +77,8 @@ type cachingConn struct {
 }
 
 // stmt returns the connection's statement for query, prepared now if it is
-// not cached yet, or nil if the cached one is busy.
+// not cached yet, or nil if query is to run uncached: its statement is
+// busy, or every cached one is and none can make room.
 func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, error) {
 	if e, ok := c.stmts[query]; ok {
 		s := e.Value.(*cachedStmt)
@@ -87,6 +88,9 @@ func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, erro
 		c.lru.MoveToFront(e)
 		return s, nil
 	}
+	if c.lru.Len() >= stmtCacheSize && !c.evict() {
+		return nil, nil // every cached statement is busy
+	}
 	ds, err := c.sqliteConn.PrepareContext(ctx, query)
 	if err != nil {
 		return nil, err
@@ -94,10 +98,6 @@ func (c *cachingConn) stmt(ctx context.Context, query string) (*cachedStmt, erro
 	st, ok := ds.(sqliteStmt)
 	if !ok {
 		_ = ds.Close()
-		return nil, nil
-	}
-	if c.lru.Len() >= stmtCacheSize && !c.evict() {
-		_ = st.Close()
 		return nil, nil
 	}
 	s := &cachedStmt{query: query, stmt: st}
