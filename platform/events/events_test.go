@@ -559,7 +559,12 @@ func TestRedelivery(t *testing.T) {
 		for i := range n {
 			ev, _ := New(ctx, e.typ, fmt.Sprint("s", i%16), map[string]int{"n": i})
 			for copy := range 3 {
-				f, err := e.js.PublishMsgAsync(ev.Msg(), jetstream.WithMsgID(fmt.Sprintf("%s-%d", ev.ID, copy)))
+				// 30,000 publishes outrun the broker's acks: past the
+				// client's limit of outstanding ones a publish waits, up to
+				// 10 s rather than the default 200 ms, which a busy
+				// machine's broker once missed.
+				f, err := e.js.PublishMsgAsync(ev.Msg(), jetstream.WithMsgID(fmt.Sprintf("%s-%d", ev.ID, copy)),
+					jetstream.WithStallWait(10*time.Second))
 				if err != nil {
 					t.Fatal(err)
 				}
