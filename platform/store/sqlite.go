@@ -74,6 +74,9 @@ type cachingConn struct {
 	sqliteConn
 	stmts map[string]*list.Element // of *cachedStmt, in lru
 	lru   *list.List               // most recently used first
+	// shielded, while a group of writers holds the connection, makes its
+	// statements run to their end whatever becomes of their contexts.
+	shielded bool
 }
 
 // stmt returns the connection's statement for query, prepared now if it is
@@ -122,6 +125,9 @@ func (c *cachingConn) evict() bool {
 }
 
 func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	if c.shielded {
+		ctx = context.WithoutCancel(ctx)
+	}
 	s, err := c.stmt(ctx, query)
 	if err != nil {
 		return nil, err
@@ -133,6 +139,9 @@ func (c *cachingConn) ExecContext(ctx context.Context, query string, args []driv
 }
 
 func (c *cachingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	if c.shielded {
+		ctx = context.WithoutCancel(ctx)
+	}
 	s, err := c.stmt(ctx, query)
 	if err != nil {
 		return nil, err

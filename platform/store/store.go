@@ -48,11 +48,22 @@ type DB struct {
 	*sql.DB
 	Dialect Dialect
 	writer  *sql.DB
+	group   *group // on SQLite, the writers that commit together
 }
 
-// ExecContext runs a statement that changes data, on the writer.
+// ExecContext runs a statement that changes data, on the writer: on
+// SQLite, in a group's transaction (InTx).
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return db.writer.ExecContext(ctx, query, args...)
+	if db.group == nil {
+		return db.writer.ExecContext(ctx, query, args...)
+	}
+	var res sql.Result
+	err := db.group.do(ctx, func(tx *sql.Tx) error {
+		var err error
+		res, err = tx.ExecContext(ctx, query, args...)
+		return err
+	})
+	return res, err
 }
 
 // BeginTx starts a transaction on the writer.
@@ -153,7 +164,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		n := max(4, runtime.GOMAXPROCS(0))
 		readers.SetMaxOpenConns(n)
 		readers.SetMaxIdleConns(n)
-		db = &DB{DB: readers, Dialect: SQLite, writer: writer}
+		db = &DB{DB: readers, Dialect: SQLite, writer: writer, group: &group{writer: writer}}
 		// The writer creates the file and sets WAL mode before any reader,
 		// which is read-only, opens it.
 		if err := writer.PingContext(ctx); err != nil {
@@ -213,7 +224,9 @@ func (db *DB) Migrate(ctx context.Context, service string, fsys fs.FS, log *slog
 }
 
 // InTx runs fn in a transaction on the writer, committing if fn returns nil
-// and rolling back otherwise.
+// and rolling back otherwise. On SQLite the transaction may be a group's:
+// writers queued at once share one commit, each in a savepoint of its own,
+// and InTx returns after that commit (group).
 func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 	// A span, if the caller is in a trace: the transaction is the unit of
 	// database work worth seeing.
@@ -224,6 +237,9 @@ func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 		}
 		span.End()
 	}()
+	if db.group != nil {
+		return db.group.do(ctx, fn)
+	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
