@@ -438,6 +438,41 @@ func TestRelaysInOtherSchemas(t *testing.T) {
 // TestRelayTurnTakenComesBack checks that a row written by one replica
 // while another relays goes out once the turn is free, not at the next
 // sweep: the replica that found the turn taken tries again soon.
+// A relay's transaction, which only marks rows sent, commits without
+// waiting for the WAL's flush; the service's own transactions still wait.
+func TestRelayCommitsWithoutWaiting(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, testenv.Databases()[1], testenv.Brokers()[0])
+	r := NewRelay(e.outbox, e.js, e.service, RelayConfig{}, testenv.Logger(t))
+	setting := func(q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) string {
+		var got string
+		if err := q.QueryRowContext(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	err := e.db.InTx(ctx, func(tx *sql.Tx) error {
+		if before := setting(tx); before != "on" {
+			return fmt.Errorf("synchronous_commit %q before the relay's statement, want on", before)
+		}
+		if _, mine, err := r.pending(ctx, tx); err != nil || !mine {
+			return fmt.Errorf("pending: turn %v, %v", mine, err)
+		}
+		if got := setting(tx); got != "off" {
+			return fmt.Errorf("synchronous_commit %q in the relay's transaction, want off", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := setting(e.db); got != "on" {
+		t.Errorf("synchronous_commit %q after the relay's transaction, want on", got)
+	}
+}
+
 func TestRelayTurnTakenComesBack(t *testing.T) {
 	pg, broker := testenv.Databases()[1], testenv.Brokers()[0]
 	a := newEnv(t, pg, broker)
