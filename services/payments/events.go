@@ -67,17 +67,17 @@ func (s *Service) authorize(ctx context.Context, _ events.Event, d saga.PaymentR
 }
 
 func (s *Service) authorized(ctx context.Context, tx *sql.Tx, _ events.Event, d saga.PaymentRequestedData, r result) error {
-	p, exists, err := get(ctx, tx, d.OrderID)
-	if err != nil {
-		return err
-	}
-	switch {
-	case r.outcome == "skip" && exists && p.Status == Cancelled:
-		return s.reply(ctx, tx, saga.PaymentDeclined, saga.Outcome{OrderID: d.OrderID, Reason: "cancelled"})
-	case r.outcome == "skip" && exists:
+	if r.outcome == "skip" { // the payment had a status already: say it again
+		p, exists, err := get(ctx, tx, d.OrderID)
+		switch {
+		case err != nil:
+			return err
+		case !exists:
+			return errors.New("payment vanished between the call and the handler")
+		case p.Status == Cancelled:
+			return s.reply(ctx, tx, saga.PaymentDeclined, saga.Outcome{OrderID: d.OrderID, Reason: "cancelled"})
+		}
 		return s.answer(ctx, tx, p)
-	case r.outcome == "skip":
-		return errors.New("payment vanished between the call and the handler")
 	}
 	status := Authorized
 	if r.outcome != "authorized" {
