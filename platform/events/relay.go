@@ -231,8 +231,8 @@ wait:
 // only): all it changes is which rows are marked sent, and a mark lost
 // with the last moments before a crash only sends its rows again, which
 // the broker drops as copies (Nats-Msg-Id) and the consumers' inboxes
-// after that. Not waiting for the flush cut the CPU per order by 4–22%
-// (docs/benchmarks.md).
+// after that. It spares PostgreSQL a flush it would wait for each time a
+// relay publishes.
 func (r *Relay) pending(ctx context.Context, q querier) (rows []outboxRow, mine bool, err error) {
 	const columns = `seq, id, type, source, subject, time, data, trace_parent, trace_state`
 	query := `SELECT ` + columns + ` FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT $1`
