@@ -435,9 +435,6 @@ func TestRelaysInOtherSchemas(t *testing.T) {
 	}
 }
 
-// TestRelayTurnTakenComesBack checks that a row written by one replica
-// while another relays goes out once the turn is free, not at the next
-// sweep: the replica that found the turn taken tries again soon.
 // A relay's transaction, which only marks rows sent, commits without
 // waiting for the WAL's flush; the service's own transactions still wait.
 func TestRelayCommitsWithoutWaiting(t *testing.T) {
@@ -473,6 +470,9 @@ func TestRelayCommitsWithoutWaiting(t *testing.T) {
 	}
 }
 
+// TestRelayTurnTakenComesBack checks that a row written by one replica
+// while another relays goes out once the turn is free, not at the next
+// sweep: the replica that found the turn taken tries again soon.
 func TestRelayTurnTakenComesBack(t *testing.T) {
 	pg, broker := testenv.Databases()[1], testenv.Brokers()[0]
 	a := newEnv(t, pg, broker)

@@ -82,7 +82,7 @@ func TestGroupCommitsTogether(t *testing.T) {
 	cancelled, cancel := context.WithCancel(context.Background())
 
 	a := first(t, db, 3, func(tx *sql.Tx) error {
-		cancel() // the third writer's context ends while it waits
+		cancel() // the last writer's context ends while it waits
 		return insert(1)(tx)
 	})
 	b := queue(db, context.Background(), func(tx *sql.Tx) error {
