@@ -126,6 +126,21 @@ func TestGroupCommitsTogether(t *testing.T) {
 	}
 }
 
+// afresh checks that after a failed group, with nothing of it kept, the
+// next writer commits on its own.
+func afresh(t *testing.T, db *DB) {
+	t.Helper()
+	if got := ids(t, db); len(got) != 0 {
+		t.Errorf("things %v after the failed group, want none", got)
+	}
+	if err := db.InTx(context.Background(), insert(2)); err != nil {
+		t.Fatalf("the next writer: %v", err)
+	}
+	if got := ids(t, db); !slices.Equal(got, []int{2}) {
+		t.Errorf("things %v, want [2]", got)
+	}
+}
+
 // A commit that fails fails every writer of its group: none of their work
 // is kept, and the writers after it start afresh.
 func TestGroupCommitFailureReachesEveryWriter(t *testing.T) {
@@ -147,15 +162,7 @@ func TestGroupCommitFailureReachesEveryWriter(t *testing.T) {
 			t.Errorf("%s writer: %v, want the commit's foreign key failure", name, err)
 		}
 	}
-	if got := ids(t, db); len(got) != 0 {
-		t.Errorf("things %v after a failed commit, want none", got)
-	}
-	if err := db.InTx(ctx, insert(2)); err != nil {
-		t.Fatalf("the next writer: %v", err)
-	}
-	if got := ids(t, db); !slices.Equal(got, []int{2}) {
-		t.Errorf("things %v, want [2]", got)
-	}
+	afresh(t, db)
 }
 
 // A writer that ends the transaction itself (as SQLite does on some I/O
@@ -175,15 +182,7 @@ func TestGroupBrokenTransaction(t *testing.T) {
 	if err := <-b; err == nil {
 		t.Error("the writer that rolled back succeeded")
 	}
-	if got := ids(t, db); len(got) != 0 {
-		t.Errorf("things %v, want none", got)
-	}
-	if err := db.InTx(ctx, insert(2)); err != nil {
-		t.Fatalf("the next writer: %v", err)
-	}
-	if got := ids(t, db); !slices.Equal(got, []int{2}) {
-		t.Errorf("things %v, want [2]", got)
-	}
+	afresh(t, db)
 }
 
 // A writer whose context ends in the middle of a change does not take the
